@@ -1,0 +1,396 @@
+//! Author Domain extraction from RFC5322.From (RFC 7489 §6.6.1, RFC 9989
+//! §4.2 and §11.5).
+//!
+//! The From field is parsed as an RFC 5322 §3.4 `mailbox-list` (with the
+//! group syntax and comments tolerated), never by searching for an `@`: a
+//! quoted display name such as `"ceo@bank.example" <x@attacker.example>` must
+//! yield `attacker.example`. Anything that cannot be read with certainty is an
+//! error, so that a malformed header cannot make us evaluate the wrong domain
+//! (OpenDMARC CVE-2019-16378 and CVE-2021-34555).
+
+use std::fmt;
+
+/// Why no Author Domain could be taken from a message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FromError {
+    /// The message has no From header field.
+    Missing,
+    /// The message has several From header fields (RFC 5322 §3.6 allows one).
+    Multiple(usize),
+    /// The From field could not be parsed; the text says where it went wrong.
+    Unparseable(String),
+    /// The From field parsed but holds no mailbox (an empty group).
+    NoMailbox,
+    /// The mailboxes carry more distinct domains than the configured cap.
+    TooManyDomains {
+        /// Distinct domains found.
+        count: usize,
+        /// The configured maximum.
+        cap: usize,
+    },
+}
+
+impl FromError {
+    /// A stable token for logs and the `reason` of Authentication-Results.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FromError::Missing => "no-from",
+            FromError::Multiple(_) => "multiple-from",
+            FromError::Unparseable(_) => "unparseable-from",
+            FromError::NoMailbox => "no-mailbox-in-from",
+            FromError::TooManyDomains { .. } => "too-many-from-domains",
+        }
+    }
+}
+
+impl fmt::Display for FromError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FromError::Missing => f.write_str("the message has no From header"),
+            FromError::Multiple(n) => write!(f, "the message has {n} From headers"),
+            FromError::Unparseable(why) => write!(f, "the From header cannot be parsed: {why}"),
+            FromError::NoMailbox => f.write_str("the From header holds no mailbox"),
+            FromError::TooManyDomains { count, cap } => write!(
+                f,
+                "the From header holds {count} distinct domains, more than the limit of {cap}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FromError {}
+
+/// Returns the distinct Author Domains of a message, in order of first
+/// appearance, given the raw values of its From header fields.
+///
+/// Each domain is an A-label (IDNA), lower case, without a trailing dot.
+///
+/// # Errors
+///
+/// [`FromError::Missing`] for no From field, [`FromError::Multiple`] for
+/// several, [`FromError::Unparseable`] and [`FromError::NoMailbox`] for a
+/// field that does not yield a mailbox, [`FromError::TooManyDomains`] when
+/// more than `cap` distinct domains appear.
+///
+/// # Examples
+///
+/// ```
+/// use dmarc_verifier::message::author_domains;
+/// let domains = author_domains(&[b"\"ceo@bank.example\" <x@Attacker.Example.>".as_slice()], 5);
+/// assert_eq!(domains.unwrap(), vec!["attacker.example".to_string()]);
+/// ```
+pub fn author_domains(from_values: &[&[u8]], cap: usize) -> Result<Vec<String>, FromError> {
+    let value = match from_values {
+        [] => return Err(FromError::Missing),
+        [one] => *one,
+        many => return Err(FromError::Multiple(many.len())),
+    };
+    let text = String::from_utf8_lossy(value);
+    let mut domains: Vec<String> = Vec::new();
+    for domain in parse_mailbox_domains(&text)? {
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    if domains.is_empty() {
+        return Err(FromError::NoMailbox);
+    }
+    if domains.len() > cap {
+        return Err(FromError::TooManyDomains {
+            count: domains.len(),
+            cap,
+        });
+    }
+    Ok(domains)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// An atom or dot-atom (atext and dots), or an RFC 2047 encoded word.
+    Atom(String),
+    /// A quoted string, quoted-pairs resolved.
+    Quoted,
+    /// A domain literal `[...]`.
+    Literal,
+    /// One of `< > @ , : ;`.
+    Special(char),
+}
+
+fn unparseable(why: impl Into<String>) -> FromError {
+    FromError::Unparseable(why.into())
+}
+
+/// Splits a header value into tokens, dropping white space and comments.
+fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match c {
+            ' ' | '\t' | '\r' | '\n' => i += 1,
+            '(' => {
+                // RFC 5322 §3.2.2: comments nest and may hold quoted-pairs.
+                let mut depth = 0usize;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(unparseable("unterminated comment")),
+                        Some('\\') => i += 2,
+                        Some('(') => {
+                            depth += 1;
+                            i += 1;
+                        }
+                        Some(')') => {
+                            depth -= 1;
+                            i += 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            '"' => {
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(unparseable("unterminated quoted string")),
+                        Some('\\') => i += 2,
+                        Some('"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                tokens.push(Token::Quoted);
+            }
+            '[' => {
+                loop {
+                    match chars.get(i) {
+                        None => return Err(unparseable("unterminated domain literal")),
+                        Some('\\') => i += 2,
+                        Some(']') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                tokens.push(Token::Literal);
+            }
+            '<' | '>' | '@' | ',' | ':' | ';' => {
+                tokens.push(Token::Special(c));
+                i += 1;
+            }
+            ')' => return Err(unparseable("unbalanced ')'")),
+            ']' => return Err(unparseable("unbalanced ']'")),
+            _ => {
+                let start = i;
+                if let Some(end) = encoded_word_end(&chars, i) {
+                    i = end;
+                } else {
+                    while chars.get(i).is_some_and(|&c| is_atom_char(c)) {
+                        i += 1;
+                    }
+                }
+                if i == start {
+                    return Err(unparseable(format!("unexpected character {c:?}")));
+                }
+                tokens.push(Token::Atom(chars[start..i].iter().collect()));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// atext (RFC 5322 §3.2.3) plus "." for dot-atoms and obsolete forms, and
+/// non-ASCII characters (RFC 6532 §3.2).
+fn is_atom_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii()
+}
+
+/// An RFC 2047 encoded word `=?charset?enc?text?=` starting at `start`: returns
+/// the index after it. Its text may hold characters that are not atext (a
+/// stray `@` in Q-encoding), which must not end the token.
+fn encoded_word_end(chars: &[char], start: usize) -> Option<usize> {
+    if chars.get(start) != Some(&'=') || chars.get(start + 1) != Some(&'?') {
+        return None;
+    }
+    let mut question_marks = 0;
+    let mut i = start + 2;
+    // RFC 2047 §2: an encoded word is at most 75 characters.
+    while i < chars.len() && i - start < 75 {
+        let c = *chars.get(i)?;
+        if c.is_whitespace() || c.is_control() {
+            return None;
+        }
+        if c == '?' {
+            question_marks += 1;
+            if question_marks == 3 {
+                return (chars.get(i + 1) == Some(&'=')).then_some(i + 2);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Parses a `mailbox-list` / `address-list` and returns each mailbox's
+/// domain, converted with [`normalize_domain`].
+fn parse_mailbox_domains(text: &str) -> Result<Vec<String>, FromError> {
+    let tokens = tokenize(text)?;
+    let mut domains = Vec::new();
+    let mut in_group = false;
+    let mut i = 0;
+    // Words of the current display name or local-part.
+    let mut words = 0usize;
+    while i < tokens.len() {
+        match tokens.get(i) {
+            Some(Token::Atom(_)) | Some(Token::Quoted) => {
+                words += 1;
+                i += 1;
+            }
+            Some(Token::Special('<')) => {
+                // angle-addr = "<" addr-spec ">" (RFC 5322 §3.4). A missing
+                // closing bracket is malformed, never guessed.
+                let (domain, next) = addr_spec(&tokens, i + 1)?;
+                if tokens.get(next) != Some(&Token::Special('>')) {
+                    return Err(unparseable("angle-addr without closing '>'"));
+                }
+                domains.push(domain);
+                i = next + 1;
+                words = 0;
+                expect_separator(&tokens, i, in_group)?;
+            }
+            Some(Token::Special('@')) => {
+                // addr-spec without angle brackets: the words so far were the
+                // local-part (lenient about obsolete forms: only the domain
+                // matters here).
+                if words == 0 {
+                    return Err(unparseable("'@' without a local-part"));
+                }
+                let (domain, next) = domain_part(&tokens, i + 1)?;
+                domains.push(domain);
+                i = next;
+                words = 0;
+                expect_separator(&tokens, i, in_group)?;
+            }
+            Some(Token::Special(':')) => {
+                // group = display-name ":" [group-list] ";"
+                if in_group {
+                    return Err(unparseable("nested group"));
+                }
+                in_group = true;
+                words = 0;
+                i += 1;
+            }
+            Some(Token::Special(';')) => {
+                if !in_group || words != 0 {
+                    return Err(unparseable("unexpected ';'"));
+                }
+                in_group = false;
+                i += 1;
+            }
+            Some(Token::Special(',')) => {
+                if words != 0 {
+                    return Err(unparseable("a word that is not an address"));
+                }
+                i += 1;
+            }
+            Some(Token::Special(c)) => return Err(unparseable(format!("unexpected '{c}'"))),
+            Some(Token::Literal) => return Err(unparseable("unexpected domain literal")),
+            None => break,
+        }
+    }
+    if words != 0 {
+        return Err(unparseable("a word that is not an address"));
+    }
+    // An unterminated group at the very end is tolerated (obsolete syntax);
+    // its mailboxes were read like any other.
+    Ok(domains)
+}
+
+fn expect_separator(tokens: &[Token], i: usize, in_group: bool) -> Result<(), FromError> {
+    match tokens.get(i) {
+        None | Some(Token::Special(',')) => Ok(()),
+        Some(Token::Special(';')) if in_group => Ok(()),
+        Some(_) => Err(unparseable("text after an address")),
+    }
+}
+
+/// `addr-spec` inside angle brackets: local-part "@" domain. Returns the
+/// domain and the index after it.
+fn addr_spec(tokens: &[Token], mut i: usize) -> Result<(String, usize), FromError> {
+    // obs-angle-addr allows a source route "@a,@b:" before the address.
+    if tokens.get(i) == Some(&Token::Special('@')) {
+        while i < tokens.len() && tokens.get(i) != Some(&Token::Special(':')) {
+            i += 1;
+        }
+        i += 1;
+    }
+    let mut words = 0;
+    while let Some(Token::Atom(_) | Token::Quoted) = tokens.get(i) {
+        words += 1;
+        i += 1;
+    }
+    if words == 0 {
+        return Err(unparseable("empty local-part"));
+    }
+    if tokens.get(i) != Some(&Token::Special('@')) {
+        return Err(unparseable("address without '@'"));
+    }
+    domain_part(tokens, i + 1)
+}
+
+fn domain_part(tokens: &[Token], i: usize) -> Result<(String, usize), FromError> {
+    match tokens.get(i) {
+        Some(Token::Atom(domain)) => Ok((normalize_domain(domain)?, i + 1)),
+        Some(Token::Literal) => Err(unparseable("a domain literal is not a DNS domain")),
+        _ => Err(unparseable("missing domain after '@'")),
+    }
+}
+
+/// Converts a domain to the form DMARC compares: IDNA A-labels (UTS #46),
+/// lower case, no trailing dot; checks every label is a valid LDH label.
+///
+/// # Errors
+///
+/// [`FromError::Unparseable`] when the domain is empty, fails IDNA
+/// conversion, or has a label that is empty, longer than 63 octets, or holds
+/// characters other than letters, digits and inner hyphens.
+pub fn normalize_domain(domain: &str) -> Result<String, FromError> {
+    let trimmed = domain.strip_suffix('.').unwrap_or(domain);
+    if trimmed.is_empty() {
+        return Err(unparseable("empty domain"));
+    }
+    let ascii = if trimmed.is_ascii() {
+        trimmed.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(trimmed)
+            .map_err(|_| unparseable(format!("invalid internationalized domain {trimmed:?}")))?
+    };
+    if !is_valid_a_label_domain(&ascii) {
+        return Err(unparseable(format!("invalid domain {ascii:?}")));
+    }
+    Ok(ascii)
+}
+
+/// True for a lower-case LDH domain name: labels of 1-63 letters, digits or
+/// inner hyphens, at most 253 octets in all (RFC 1035 §2.3.1, RFC 5890).
+pub fn is_valid_a_label_domain(domain: &str) -> bool {
+    domain.len() <= 253
+        && !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests;
