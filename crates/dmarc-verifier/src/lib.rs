@@ -61,3 +61,8 @@ pub use verdict::{
     DkimCheck, DkimResult, DmarcResult, Evaluation, SpfCheck, SpfResult, SpfScope, Verdict,
 };
 pub use verifier::Verifier;
+
+/// The workspace README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

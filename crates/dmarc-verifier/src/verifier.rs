@@ -61,6 +61,22 @@ impl Verifier {
     pub fn new(config: VerifierConfig) -> Result<Verifier, Error> {
         config.validate()?;
         let psl = PublicSuffixList::load(config.psl_path.as_deref())?;
+        Self::with_public_suffix_list(config, psl)
+    }
+
+    /// Like [`Verifier::new`] with an already loaded list (`psl_path` is
+    /// then ignored): a daemon reloading its configuration, or many
+    /// verifiers in tests, need not parse the list again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting, [`Error::Resolver`] when
+    /// the resolver cannot be built.
+    pub fn with_public_suffix_list(
+        config: VerifierConfig,
+        psl: PublicSuffixList,
+    ) -> Result<Verifier, Error> {
+        config.validate()?;
         let dns = Dns::new(&config.dns)?;
         let host_name = config
             .host_name

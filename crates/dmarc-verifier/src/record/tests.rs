@@ -179,7 +179,8 @@ fn policy_rules_of_rfc7489_6_6_3_step_6() {
 
 #[test]
 fn report_uris() {
-    let cases: &[(&str, Option<(&str, Option<u64>)>)] = &[
+    type Expected<'a> = Option<(&'a str, Option<u64>)>;
+    let cases: &[(&str, Expected)] = &[
         (
             "mailto:a@example.com",
             Some(("mailto:a@example.com", Option::None)),

@@ -1,3 +1,6 @@
+// Tests may panic on what they set up themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use super::*;
 
 /// One record as `<name> <ttl> <type> <data>`, TXT strings quoted with

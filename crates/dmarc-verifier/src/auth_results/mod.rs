@@ -1,4 +1,5 @@
-//! Authentication-Results (RFC 8601): the only place that formats the header.
+//! Authentication-Results (RFC 8601): the only place that formats the header,
+//! and the parser for incoming ones (to find forged headers, RFC 8601 §5).
 //!
 //! Result words come from enums (`as_str`), never from input. Property values
 //! taken from the message (domains, selectors) are written as RFC 2045 tokens
@@ -7,6 +8,9 @@
 
 use crate::verdict::{DkimCheck, Evaluation, SpfCheck, SpfScope};
 use std::borrow::Cow;
+
+mod parse;
+pub use parse::{claims_authserv_id, parse, ParseError, ParsedAuthResults, Property, ResInfo};
 
 /// Writes `value` as an RFC 8601 `value` (RFC 2045 token or quoted-string).
 pub fn quote_value(value: &str) -> Cow<'_, str> {
