@@ -556,7 +556,14 @@ impl Verifier {
                 match self.dns.exists(author, trail).await {
                     Ok(exists) => exists,
                     Err(failure) => {
-                        trail.decide(format!("{failure}: treating {author} as existing"));
+                        // Without an answer we cannot choose between sp and
+                        // np; a message that fails is then a temperror.
+                        trail.decide(format!(
+                            "{failure}: cannot tell whether {author} exists; sp is reported"
+                        ));
+                        if temperror_candidate.is_none() {
+                            temperror_candidate = Some(("dns-error", self.config.dmarc_temperror));
+                        }
                         true
                     }
                 }

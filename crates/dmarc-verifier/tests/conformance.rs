@@ -198,6 +198,15 @@ async fn run_spf_cases(cases: &[Value]) -> (usize, Vec<String>) {
             .unwrap_or_default();
         acceptable.push(str_of(&expected, "spf").to_string());
         let got = verdict.spf.result.as_str();
+        if std::env::var("SPF_CASE_DEBUG").is_ok_and(|d| id.contains(&d)) {
+            eprintln!("--- {id}: got {got}, expected {acceptable:?}");
+            for q in dns.queries() {
+                eprintln!("  query {:?} {} ({:?})", q.rtype, q.name, q.transport);
+            }
+            for step in &verdict.trail {
+                eprintln!("  trail {step}");
+            }
+        }
         checked += 1;
         if !acceptable.iter().any(|a| a == got) {
             failures.push(format!(
