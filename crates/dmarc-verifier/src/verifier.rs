@@ -199,7 +199,8 @@ impl Verifier {
             None => (SpfScope::Helo, envelope.helo.as_str()),
         };
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let Some(ip) = envelope.client_ip else {
+        // RFC 7208 §5: an IPv4-mapped IPv6 address is checked as IPv4.
+        let Some(ip) = envelope.client_ip.map(|ip| ip.to_canonical()) else {
             trail.decide("SPF not checked: no client IP");
             return SpfCheck {
                 result: SpfResult::None,

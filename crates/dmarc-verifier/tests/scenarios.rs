@@ -718,3 +718,17 @@ async fn answers_are_cached_across_messages() {
         .iter()
         .any(|s| matches!(s, dmarc_verifier::trail::Step::Dns(e) if e.cached)));
 }
+
+#[tokio::test]
+async fn an_ipv4_mapped_client_is_checked_as_ipv4() {
+    // RFC 7208 §5: ::ffff:192.0.2.5 is 192.0.2.5 (found by the RFC 7208 suite).
+    let (_dns, verifier) = setup(&zone(BASE), |_| {}).await;
+    let verdict = verifier
+        .verify(
+            &envelope("::ffff:192.0.2.5", "user@example.com"),
+            &message("user@example.com"),
+        )
+        .await;
+    assert_eq!(verdict.spf.result, SpfResult::Pass, "{}", explain(&verdict));
+    assert_eq!(verdict.dmarc, DmarcResult::Pass);
+}

@@ -1,0 +1,218 @@
+//! Library benchmarks (issue 5): the whole verification of signed messages
+//! with a warm DNS cache, the parsers and the header formatter, and in the
+//! same run the crypto floor (one RSA-2048 verify plus SHA-256 of the
+//! body), so the ratio can be read off.
+//!
+//! Run: `cargo bench --ignore-rust-version -p dmarc-verifier --bench verify`
+//! The last lines print each whole-verification time as a multiple of the
+//! floor measured in the same run.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use dmarc_verifier::{
+    auth_results::{self, AuthResults},
+    message::author_domains,
+    record::DmarcRecord,
+    DkimCheck, DkimResult, DnsConfig, Envelope, Nameservers, SpfCheck, SpfResult, SpfScope,
+    Verifier, VerifierConfig,
+};
+use rsa::{pkcs1v15::Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
+use sha2::{Digest, Sha256};
+use std::{
+    hint::black_box,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+use test_dns::TestDns;
+
+fn data(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/data")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The body of a message (after the first empty line).
+fn body(raw: &[u8]) -> &[u8] {
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw, |i| &raw[i + 4..])
+}
+
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    _dns: TestDns,
+    verifier: Verifier,
+    envelope: Envelope,
+}
+
+fn setup() -> Setup {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let zone = String::from_utf8(data("bench.zone")).expect("zone");
+    let dns = runtime.block_on(TestDns::start(&zone)).expect("dns");
+    let config = VerifierConfig {
+        authserv_id: "mx.bench".into(),
+        pct_draw: Some(0),
+        dns: DnsConfig {
+            nameservers: Nameservers::Explicit(vec![dns.addr()]),
+            ..DnsConfig::default()
+        },
+        ..VerifierConfig::default()
+    };
+    let verifier = Verifier::new(config).expect("verifier");
+    let envelope = Envelope::new(
+        "192.0.2.10".parse().expect("ip"),
+        "mail.example.com",
+        "news@example.com",
+    );
+    Setup {
+        runtime,
+        _dns: dns,
+        verifier,
+        envelope,
+    }
+}
+
+/// Mean time of `f` over enough iterations to take about `budget`.
+fn mean(budget: Duration, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < budget || n < 10 {
+        f();
+        n += 1;
+    }
+    start.elapsed() / n
+}
+
+fn benches(c: &mut Criterion) {
+    let s = setup();
+    let messages = [
+        ("rsa-4k", data("rsa-4k.eml")),
+        ("rsa-100k", data("rsa-100k.eml")),
+        ("ed25519-4k", data("ed25519-4k.eml")),
+    ];
+    // Warm the cache and check the fixtures still verify.
+    for (name, raw) in &messages {
+        let verdict = s.runtime.block_on(s.verifier.verify(&s.envelope, raw));
+        assert_eq!(
+            verdict.dmarc.as_str(),
+            "pass",
+            "{name}: {}",
+            verdict.authentication_results
+        );
+        assert_eq!(verdict.dkim[0].result, DkimResult::Pass, "{name}");
+    }
+
+    let mut group = c.benchmark_group("verify-warm-cache");
+    for (name, raw) in &messages {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                s.runtime
+                    .block_on(s.verifier.verify(&s.envelope, black_box(raw)))
+            })
+        });
+    }
+    group.finish();
+
+    // The floor: one RSA-2048 verify, and SHA-256 of each body.
+    let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("key");
+    let public = RsaPublicKey::from(&key);
+    let digest = Sha256::digest(b"header hash input");
+    let signature = key
+        .sign(Pkcs1v15Sign::new_unprefixed(), &digest)
+        .expect("sign");
+    let mut group = c.benchmark_group("floor");
+    group.bench_function("rsa-2048-verify", |b| {
+        b.iter(|| {
+            public.verify(
+                Pkcs1v15Sign::new_unprefixed(),
+                black_box(&digest),
+                black_box(&signature),
+            )
+        })
+    });
+    for (name, raw) in &messages {
+        let body = body(raw);
+        group.bench_function(format!("sha256-body-{name}"), |b| {
+            b.iter(|| Sha256::digest(black_box(body)))
+        });
+    }
+    group.finish();
+
+    let record = "v=DMARC1; p=reject; sp=quarantine; adkim=s; aspf=r; pct=50; fo=1:d; rua=mailto:dmarc@example.com!10m, mailto:agg@example.net; ruf=mailto:f@example.com; ri=3600";
+    c.bench_function("parse-record", |b| {
+        b.iter(|| DmarcRecord::parse(black_box(record)))
+    });
+    let from = b"\"Example News (weekly)\" <news@example.com>".as_slice();
+    c.bench_function("from-extraction", |b| {
+        b.iter(|| author_domains(black_box(&[from]), 5))
+    });
+    let spf = SpfCheck {
+        result: SpfResult::Pass,
+        domain: "bounce.example.net".into(),
+        scope: SpfScope::MailFrom,
+        reason: None,
+    };
+    let dkim = DkimCheck {
+        result: DkimResult::Pass,
+        domain: "example.com".into(),
+        selector: "bench2048".into(),
+        algorithm: "rsa-sha256".into(),
+        key_bits: Some(2048),
+        b_prefix: "J/tLyxAx".into(),
+        reason: None,
+    };
+    c.bench_function("format-authentication-results", |b| {
+        b.iter(|| {
+            let mut ar = AuthResults::new("mx.example.net");
+            ar.push(auth_results::spf_resinfo(black_box(&spf)));
+            ar.push(auth_results::dkim_resinfo(black_box(&dkim)));
+            ar.value()
+        })
+    });
+
+    // The ratios, measured now in this process (criterion's own estimates
+    // are above; these means use a fixed 2 s budget each).
+    let budget = Duration::from_secs(2);
+    let rsa_verify = mean(budget, || {
+        black_box(
+            public
+                .verify(Pkcs1v15Sign::new_unprefixed(), &digest, &signature)
+                .is_ok(),
+        );
+    });
+    println!();
+    println!("ratio to the floor (one RSA-2048 verify {rsa_verify:?} + SHA-256 of the body):");
+    for (name, raw) in &messages {
+        let body = body(raw);
+        let hash = mean(budget, || {
+            black_box(Sha256::digest(body));
+        });
+        let whole = mean(budget, || {
+            black_box(s.runtime.block_on(s.verifier.verify(&s.envelope, raw)));
+        });
+        let floor = if name.starts_with("rsa") {
+            rsa_verify + hash
+        } else {
+            hash
+        };
+        println!(
+            "  {name:<11} whole {whole:>10.1?}  floor {floor:>10.1?}  ratio {:.2}{}",
+            whole.as_secs_f64() / floor.as_secs_f64(),
+            if name.starts_with("rsa") {
+                ""
+            } else {
+                "  (floor: body hash only; Ed25519 verify not counted)"
+            }
+        );
+    }
+}
+
+criterion_group! {
+    name = verify;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(verify);
