@@ -1,0 +1,879 @@
+//! check-eml end to end: the example is run as a process, the way a
+//! postmaster runs it, against the offline demo (`--zone
+//! examples/data/demo.zone`) or a test-dns server started here
+//! (`--nameserver`). Each test is a scenario: the options, the message, the
+//! verdict lines or JSON fields expected.
+//!
+//! `cargo test` builds the example into `<target>/<profile>/examples/`; a
+//! run of this test alone (`cargo test --ignore-rust-version --test check_eml`) does not, so the
+//! binary is checked to exist and to be newer than its sources.
+
+use serde_json::{json, Value};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::SystemTime,
+};
+use test_dns::TestDns;
+
+const DEMO_ZONE: &str = "examples/data/demo.zone";
+
+/// The repository root: the working directory of every run, so that the
+/// README's relative paths are used as written.
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example binary next to this test's: `<target>/<profile>/deps/
+/// check_eml-<hash>` → `<target>/<profile>/examples/check-eml`.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary is in <target>/<profile>/deps");
+    let binary = profile
+        .join("examples")
+        .join(format!("check-eml{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "the check-eml example is not built ({}: {e}): run `cargo test` for the whole \
+                 package, or `cargo build --ignore-rust-version --example check-eml` first",
+                binary.display()
+            )
+        });
+    let sources = root().join("examples/check-eml");
+    for entry in std::fs::read_dir(&sources).expect("examples/check-eml/") {
+        let path = entry.expect("a directory entry").path();
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        assert!(
+            modified <= built,
+            "{} is newer than {}: rebuild the example (`cargo test` for the whole package, \
+             or `cargo build --ignore-rust-version --example check-eml`)",
+            path.display(),
+            binary.display()
+        );
+    }
+    binary
+}
+
+/// What one run printed, and how it ended.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts a completed evaluation (exit 0, nothing on stderr).
+    fn ok(self) -> Run {
+        assert_eq!(self.code, Some(0), "{self:#?}");
+        assert_eq!(self.stderr, "", "{self:#?}");
+        self
+    }
+
+    /// Asserts exit status 2 with one line on stderr and nothing on stdout;
+    /// returns that line.
+    fn usage_error(self) -> String {
+        assert_eq!(self.code, Some(2), "{self:#?}");
+        assert_eq!(self.stdout, "", "{self:#?}");
+        assert_eq!(self.stderr.lines().count(), 1, "{self:#?}");
+        assert!(self.stderr.starts_with("check-eml: "), "{self:#?}");
+        self.stderr.trim_end().to_string()
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs check-eml with `args` (and `stdin` as its standard input).
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("check-eml starts");
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    // The process may exit without reading (bad arguments): ignore EPIPE.
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    let output = child.wait_with_output().expect("check-eml runs");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    run_with_stdin(args, b"")
+}
+
+/// Runs check-eml on a demo message against the demo zone, plus `args`.
+fn demo(message: &str, args: &[&str]) -> Run {
+    let message = format!("examples/data/{message}");
+    let mut all = vec!["--zone", DEMO_ZONE];
+    all.extend_from_slice(args);
+    all.push(&message);
+    run(&all)
+}
+
+fn demo_json(message: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    demo(message, &all).ok().json()
+}
+
+/// A file for one test in Cargo's scratch directory.
+fn scratch(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-eml");
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("scratch file");
+    path
+}
+
+fn demo_zone_text() -> String {
+    std::fs::read_to_string(root().join(DEMO_ZONE)).expect("demo zone")
+}
+
+fn demo_message(name: &str) -> String {
+    std::fs::read_to_string(root().join("examples/data").join(name)).expect("demo message")
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+// The four demo messages, as the README shows them.
+
+#[test]
+fn forged_ceo_mail_is_rejected() {
+    let run = demo("forged.eml", &[]).ok();
+    assert_eq!(
+        run.stdout,
+        "DMARC fail for example.com: p=reject, disposition reject\n\
+         SPF fail for example.com: 198.51.100.200 is not authorized\n\
+         DKIM none: the message has no DKIM signature\n\
+         \n\
+         Client IP: 198.51.100.200 (inferred from the topmost Received header)\n\
+         HELO:      unknown.example.net (inferred from the topmost Received header)\n\
+         MAIL FROM: <ceo@example.com> (inferred from Return-Path)\n\
+         \n\
+         Authentication-Results: check-eml.local;\n\
+         \tspf=fail smtp.mailfrom=example.com;\n\
+         \tdkim=none;\n\
+         \tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject\n"
+    );
+}
+
+#[test]
+fn forged_ceo_mail_as_json() {
+    let out = demo_json("forged.eml", &[]);
+    assert_eq!(
+        out["spf"],
+        json!({"result": "fail", "domain": "example.com", "scope": "mfrom", "reason": null})
+    );
+    assert_eq!(out["dkim"], json!([]));
+    assert_eq!(
+        out["dmarc"],
+        json!({
+            "result": "fail",
+            "header_from": "example.com",
+            "policy_domain": "example.com",
+            "org_domain": "example.com",
+            "record": "v=DMARC1; p=reject; sp=quarantine; rua=mailto:dmarc-reports@example.com; adkim=r; aspf=r",
+            "policy": "reject",
+            "published_policy": "reject",
+            "policy_source": "p",
+            "spf_aligned": false,
+            "dkim_aligned": false,
+            "sampled": true,
+            "testing": false,
+            "discovery": "psl",
+            "disposition": "reject",
+            "override_reason": null,
+            "reason": null,
+        })
+    );
+    assert_eq!(out["disposition"], "reject");
+    assert_eq!(out["override_reason"], Value::Null);
+    assert_eq!(
+        out["inferred"],
+        json!({"client_ip": "Received", "helo": "Received", "mail_from": "Return-Path"})
+    );
+    assert_eq!(
+        out["envelope"],
+        json!({"client_ip": "198.51.100.200", "helo": "unknown.example.net", "mail_from": "ceo@example.com"})
+    );
+    assert_eq!(out["notes"], json!([]));
+    assert_eq!(out["file"], "examples/data/forged.eml");
+    assert_eq!(
+        out["authentication_results"],
+        "Authentication-Results: check-eml.local;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject"
+    );
+    // One evaluation: no `evaluations`; no --explain: no `trail`.
+    assert!(out.get("evaluations").is_none());
+    assert!(out.get("trail").is_none());
+}
+
+#[test]
+fn newsletter_passes_by_aligned_dkim() {
+    let run = demo("newsletter.eml", &[]).ok();
+    assert_eq!(
+        run.lines()[..3],
+        [
+            "DMARC pass for example.com: p=reject, disposition accept",
+            "SPF pass for bounce.example.net (192.0.2.10 is authorized), not aligned with example.com (relaxed: organizational domains example.net ≠ example.com)",
+            "DKIM pass for d=example.com s=news2048 a=rsa-sha256 (2048-bit key), aligned with example.com (relaxed: example.com = example.com)",
+        ]
+    );
+    assert!(run
+        .stdout
+        .contains("\tdkim=pass header.d=example.com header.s=news2048 header.b="));
+
+    let out = demo_json("newsletter.eml", &[]);
+    assert_eq!(out["spf"]["result"], "pass");
+    assert_eq!(out["spf"]["domain"], "bounce.example.net");
+    assert_eq!(
+        out["dkim"],
+        json!([{
+            "result": "pass",
+            "domain": "example.com",
+            "selector": "news2048",
+            "algorithm": "rsa-sha256",
+            "aligned": true,
+            "key_bits": 2048,
+            "reason": null,
+        }])
+    );
+    assert_eq!(out["dmarc"]["result"], "pass");
+    assert_eq!(out["dmarc"]["spf_aligned"], false);
+    assert_eq!(out["dmarc"]["dkim_aligned"], true);
+    // policy.dmarc is reported for a passing message too (RFC 9989).
+    assert_eq!(out["dmarc"]["policy"], "reject");
+    assert_eq!(out["disposition"], "accept");
+}
+
+#[test]
+fn forwarded_mail_fails_spf_and_passes_by_ed25519_dkim() {
+    let run = demo("forwarded.eml", &[]).ok();
+    assert_eq!(
+        run.lines()[..3],
+        [
+            "DMARC pass for example.org: p=quarantine, disposition accept",
+            "SPF fail for example.org: 203.0.113.5 is not authorized",
+            "DKIM pass for d=example.org s=ed1 a=ed25519-sha256 (256-bit key), aligned with example.org (relaxed: example.org = example.org)",
+        ]
+    );
+    // The topmost of the two Received headers: the forwarder.
+    assert!(run
+        .stdout
+        .contains("Client IP: 203.0.113.5 (inferred from the topmost Received header)\n"));
+    assert!(run.stdout.contains(
+        "HELO:      forwarder.example.net (inferred from the topmost Received header)\n"
+    ));
+
+    let out = demo_json("forwarded.eml", &[]);
+    assert_eq!(out["spf"]["result"], "fail");
+    assert_eq!(out["dkim"][0]["result"], "pass");
+    assert_eq!(out["dkim"][0]["algorithm"], "ed25519-sha256");
+    assert_eq!(out["dkim"][0]["key_bits"], 256);
+    assert_eq!(out["dkim"][0]["aligned"], true);
+    assert_eq!(out["dmarc"]["result"], "pass");
+    assert_eq!(out["dmarc"]["header_from"], "example.org");
+    assert_eq!(out["disposition"], "accept");
+}
+
+#[test]
+fn subdomain_mail_is_quarantined_by_sp() {
+    let run = demo("subdomain.eml", &[]).ok();
+    assert_eq!(
+        run.lines()[..3],
+        [
+            "DMARC fail for billing.example.com: sp=quarantine (record at _dmarc.example.com), disposition quarantine",
+            "SPF none for billing.example.com: no SPF record",
+            "DKIM none: the message has no DKIM signature",
+        ]
+    );
+    let out = demo_json("subdomain.eml", &[]);
+    assert_eq!(out["dmarc"]["result"], "fail");
+    assert_eq!(out["dmarc"]["header_from"], "billing.example.com");
+    assert_eq!(out["dmarc"]["policy_domain"], "example.com");
+    assert_eq!(out["dmarc"]["org_domain"], "example.com");
+    assert_eq!(out["dmarc"]["policy_source"], "sp");
+    assert_eq!(out["dmarc"]["policy"], "quarantine");
+    assert_eq!(out["disposition"], "quarantine");
+}
+
+// DNS sources.
+
+#[test]
+fn nameserver_option_asks_that_server() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dns = runtime
+        .block_on(TestDns::start(&demo_zone_text()))
+        .expect("test DNS server");
+    let server = dns.addr().to_string();
+    let out = run(&[
+        "--json",
+        "--nameserver",
+        &server,
+        "examples/data/forged.eml",
+    ])
+    .ok()
+    .json();
+    assert_eq!(out["dmarc"]["result"], "fail");
+    assert_eq!(out["disposition"], "reject");
+    assert!(dns.query_count("_dmarc.example.com") >= 1);
+    assert!(dns.query_count("example.com") >= 1, "{:?}", dns.queries());
+
+    // Same verdict as offline.
+    let offline = demo_json("forged.eml", &[]);
+    assert_eq!(out["dmarc"], offline["dmarc"]);
+    assert_eq!(
+        out["authentication_results"],
+        offline["authentication_results"]
+    );
+}
+
+#[test]
+fn zone_and_nameserver_together_are_refused() {
+    let error = run(&[
+        "--zone",
+        DEMO_ZONE,
+        "--nameserver",
+        "127.0.0.1:53",
+        "examples/data/forged.eml",
+    ])
+    .usage_error();
+    assert!(
+        error.contains("'--zone <FILE>' cannot be used with '--nameserver"),
+        "{error}"
+    );
+}
+
+// The envelope.
+
+#[test]
+fn envelope_options_override_the_headers() {
+    let args = [
+        "--client-ip",
+        "192.0.2.5",
+        "--helo",
+        "mail.example.com",
+        "--mail-from",
+        "ceo@example.com",
+    ];
+    let run = demo("forged.eml", &args).ok();
+    assert_eq!(
+        run.lines()[..2],
+        [
+            "DMARC pass for example.com: p=reject, disposition accept",
+            "SPF pass for example.com (192.0.2.5 is authorized), aligned with example.com (relaxed: example.com = example.com)",
+        ]
+    );
+    assert!(run
+        .stdout
+        .contains("Client IP: 192.0.2.5 (given on the command line)\n"));
+    assert!(run
+        .stdout
+        .contains("HELO:      mail.example.com (given on the command line)\n"));
+    assert!(run
+        .stdout
+        .contains("MAIL FROM: <ceo@example.com> (given on the command line)\n"));
+
+    let out = demo_json("forged.eml", &args);
+    assert_eq!(out["inferred"], json!({}));
+    assert_eq!(out["dmarc"]["spf_aligned"], true);
+}
+
+#[test]
+fn empty_mail_from_is_the_null_sender_and_checks_helo() {
+    let args = ["--mail-from", "", "--helo", "example.net"];
+    let run = demo("forwarded.eml", &args).ok();
+    assert_eq!(
+        run.lines()[1],
+        "SPF pass for HELO example.net (null sender: 203.0.113.5 is authorized), not aligned with example.org (relaxed: organizational domains example.net ≠ example.org)"
+    );
+    assert!(run.stdout.contains("\tspf=pass smtp.helo=example.net;\n"));
+
+    let out = demo_json("forwarded.eml", &args);
+    assert_eq!(
+        out["spf"],
+        json!({"result": "pass", "domain": "example.net", "scope": "helo", "reason": null})
+    );
+    assert_eq!(out["envelope"]["mail_from"], "");
+    // The client IP still comes from Received; HELO and MAIL FROM do not.
+    assert_eq!(out["inferred"], json!({"client_ip": "Received"}));
+}
+
+#[test]
+fn received_header_forms_are_read() {
+    // (Received value, client IP, HELO)
+    let cases = [
+        (
+            "from mx6.example.org (mx6.example.org [IPv6:2001:db8::25])\n\tby mx.example.net (Postfix) with ESMTPS id 4X",
+            "2001:db8::25",
+            "mx6.example.org",
+        ),
+        (
+            "from unknown.example.net (unknown [198.51.100.200])\n\tby mx.example.net (Postfix) with ESMTP id 4Y",
+            "198.51.100.200",
+            "unknown.example.net",
+        ),
+        (
+            "from rdns.example.org ([192.0.2.7] helo=helo.example.org)\n\tby mx.example.net with esmtps (Exim 4.97)",
+            "192.0.2.7",
+            "helo.example.org",
+        ),
+    ];
+    for (received, ip, helo) in cases {
+        let message = format!("Received: {received}\nFrom: a@example.org\nSubject: hi\n\nHello.\n");
+        let out = run_with_stdin(&["--zone", DEMO_ZONE, "--json", "-"], message.as_bytes())
+            .ok()
+            .json();
+        assert_eq!(out["envelope"]["client_ip"], ip, "{received}");
+        assert_eq!(out["envelope"]["helo"], helo, "{received}");
+        assert_eq!(
+            out["inferred"],
+            json!({"client_ip": "Received", "helo": "Received"}),
+            "{received}"
+        );
+        // No Return-Path: the null sender, said in a note.
+        assert_eq!(out["spf"]["scope"], "helo");
+        assert_eq!(out["notes"].as_array().map(Vec::len), Some(1), "{out}");
+    }
+}
+
+#[test]
+fn loopback_received_headers_of_a_content_filter_are_skipped() {
+    let message = demo_message("forged.eml").replacen(
+        "Received: ",
+        "Received: from localhost (localhost [127.0.0.1])\n\tby mx.example.net (Postfix) with ESMTP id 4Z\nReceived: ",
+        1,
+    );
+    let run = run_with_stdin(&["--zone", DEMO_ZONE, "-"], message.as_bytes()).ok();
+    assert!(run
+        .stdout
+        .contains("Client IP: 198.51.100.200 (inferred from Received header 2 from the top)\n"));
+    assert!(run
+        .stdout
+        .contains("Note: Received header 1 is from 127.0.0.1 (a local re-injection): skipped\n"));
+}
+
+#[test]
+fn without_a_client_ip_spf_is_none() {
+    let message = demo_message("forged.eml")
+        .lines()
+        .filter(|l| !l.starts_with("Received:") && !l.starts_with('\t'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = run_with_stdin(&["--zone", DEMO_ZONE, "--json", "-"], message.as_bytes())
+        .ok()
+        .json();
+    assert_eq!(out["spf"]["result"], "none");
+    assert_eq!(out["spf"]["reason"], "no client IP");
+    assert_eq!(out["envelope"]["client_ip"], Value::Null);
+    assert_eq!(out["inferred"], json!({"mail_from": "Return-Path"}));
+    assert!(out["notes"][0]
+        .as_str()
+        .is_some_and(|n| n.starts_with("no Received header")));
+    assert_eq!(out["dmarc"]["result"], "fail");
+}
+
+// Discovery and the Public Suffix List.
+
+#[test]
+fn tree_walk_discovery() {
+    let out = demo_json("subdomain.eml", &["--discovery", "tree-walk", "--explain"]);
+    assert_eq!(out["dmarc"]["discovery"], "tree-walk");
+    assert_eq!(out["dmarc"]["policy_domain"], "example.com");
+    assert_eq!(out["disposition"], "quarantine");
+    let trail = out["trail"].to_string();
+    assert!(trail.contains("by the DNS tree walk"), "{trail}");
+    assert!(trail.contains("dns: TXT _dmarc.com: NXDOMAIN"), "{trail}");
+}
+
+#[test]
+fn psl_file_decides_organizational_domains() {
+    // A list where example.com is a public suffix: billing.example.com is
+    // its own Organizational Domain, so example.com's record does not apply.
+    let psl = scratch(
+        "example-com-suffix.dat",
+        b"// ===BEGIN ICANN DOMAINS===\ncom\nexample.com\n// ===END ICANN DOMAINS===\n",
+    );
+    let out = demo_json("subdomain.eml", &["--psl", path_str(&psl)]);
+    assert_eq!(out["dmarc"]["result"], "none");
+    assert_eq!(out["dmarc"]["org_domain"], "billing.example.com");
+    assert_eq!(out["dmarc"]["record"], Value::Null);
+    assert_eq!(out["dmarc"]["policy"], Value::Null);
+    assert_eq!(out["disposition"], "accept");
+    let run = demo("subdomain.eml", &["--psl", path_str(&psl)]).ok();
+    assert_eq!(
+        run.lines()[0],
+        "DMARC none for billing.example.com: no DMARC record, disposition accept"
+    );
+
+    // The tree walk does not use the list.
+    let out = demo_json(
+        "subdomain.eml",
+        &["--psl", path_str(&psl), "--discovery", "tree-walk"],
+    );
+    assert_eq!(out["disposition"], "quarantine");
+
+    let error = demo("subdomain.eml", &["--psl", "no/such/list.dat"]).usage_error();
+    assert!(
+        error.starts_with("check-eml: no/such/list.dat: cannot load the Public Suffix List: "),
+        "{error}"
+    );
+}
+
+// pct.
+
+#[test]
+fn pct_modes_with_a_fixed_draw() {
+    let zone = demo_zone_text().replace(
+        "\"v=DMARC1; p=reject; sp=quarantine;",
+        "\"v=DMARC1; p=reject; sp=quarantine; pct=50;",
+    );
+    assert!(zone.contains("pct=50"));
+    let zone = scratch("pct50.zone", zone.as_bytes());
+    // (--pct, --pct-draw, policy, disposition, sampled, testing, override)
+    let cases = [
+        ("honor", "49", "reject", "reject", true, false, Value::Null),
+        (
+            "honor",
+            "50",
+            "quarantine",
+            "quarantine",
+            false,
+            false,
+            json!("sampled_out"),
+        ),
+        ("ignore", "99", "reject", "reject", true, false, Value::Null),
+        (
+            "as-test-mode",
+            "0",
+            "quarantine",
+            "quarantine",
+            true,
+            true,
+            json!("policy_test_mode"),
+        ),
+    ];
+    for (mode, draw, policy, disposition, sampled, testing, override_reason) in cases {
+        let out = run(&[
+            "--json",
+            "--zone",
+            path_str(&zone),
+            "--pct",
+            mode,
+            "--pct-draw",
+            draw,
+            "examples/data/forged.eml",
+        ])
+        .ok()
+        .json();
+        let case = format!("--pct {mode} --pct-draw {draw}");
+        assert_eq!(out["dmarc"]["published_policy"], "reject", "{case}");
+        assert_eq!(out["dmarc"]["policy"], policy, "{case}");
+        assert_eq!(out["dmarc"]["sampled"], sampled, "{case}");
+        assert_eq!(out["dmarc"]["testing"], testing, "{case}");
+        assert_eq!(out["disposition"], disposition, "{case}");
+        assert_eq!(out["override_reason"], override_reason, "{case}");
+    }
+
+    let run_text = run(&[
+        "--zone",
+        path_str(&zone),
+        "--pct-draw",
+        "50",
+        "examples/data/forged.eml",
+    ])
+    .ok();
+    assert_eq!(
+        run_text.lines()[0],
+        "DMARC fail for example.com: p=reject, quarantine in force (pct=50, not sampled), disposition quarantine (override: sampled_out)"
+    );
+
+    // Without --pct-draw the draw is random: either outcome is valid.
+    let out = run(&[
+        "--json",
+        "--zone",
+        path_str(&zone),
+        "examples/data/forged.eml",
+    ])
+    .ok()
+    .json();
+    assert!(
+        ["reject", "quarantine"].contains(&out["disposition"].as_str().unwrap_or("")),
+        "{out}"
+    );
+}
+
+// Output options.
+
+#[test]
+fn authserv_id_option() {
+    let out = demo_json("forged.eml", &["--authserv-id", "mx.example.net"]);
+    assert!(out["authentication_results"]
+        .as_str()
+        .is_some_and(|ar| ar.starts_with("Authentication-Results: mx.example.net;\n\tspf=fail")));
+    let error = demo("forged.eml", &["--authserv-id", "mx example"]).usage_error();
+    assert_eq!(
+        error,
+        "check-eml: invalid value \"mx example\" for --authserv-id (expected a host name without spaces or ';')"
+    );
+}
+
+#[test]
+fn explain_prints_the_decision_trail() {
+    let run = demo("forged.eml", &["--explain"]).ok();
+    let trail: Vec<&str> = run
+        .stdout
+        .split_once("\nDecision trail:\n")
+        .map(|(_, trail)| trail.lines().collect())
+        .unwrap_or_else(|| panic!("no trail:\n{}", run.stdout));
+    for expected in [
+        "  dns: TXT example.com: ",
+        "  SPF fail for example.com (mfrom) from 198.51.100.200",
+        "  dns: TXT _dmarc.example.com: \"v=DMARC1; p=reject; sp=quarantine;",
+        "  record applied: _dmarc.example.com ",
+        "  policy: p=reject published; pct=100 (draw ",
+        "  DMARC fail: disposition reject",
+    ] {
+        assert!(
+            trail.iter().any(|line| line.starts_with(expected)),
+            "{expected:?} not in\n{}",
+            trail.join("\n")
+        );
+    }
+
+    let out = demo_json("newsletter.eml", &["--explain"]);
+    let trail: Vec<&str> = out["trail"]
+        .as_array()
+        .expect("trail is a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(trail.contains(
+        &"SPF pass for bounce.example.net: not aligned (relaxed: organizational domains example.net ≠ example.com)"
+    ));
+    assert!(trail
+        .contains(&"DKIM pass for d=example.com: aligned (relaxed: example.com = example.com)"));
+}
+
+#[test]
+fn message_from_stdin() {
+    let message = demo_message("forged.eml");
+    let run = run_with_stdin(&["--zone", DEMO_ZONE, "-"], message.as_bytes()).ok();
+    assert_eq!(
+        run.lines()[0],
+        "DMARC fail for example.com: p=reject, disposition reject"
+    );
+    let out = run_with_stdin(&["--zone", DEMO_ZONE, "--json", "-"], message.as_bytes())
+        .ok()
+        .json();
+    assert_eq!(out["file"], "<stdin>");
+    assert_eq!(out["disposition"], "reject");
+}
+
+// From fields.
+
+#[test]
+fn several_author_domains_are_each_evaluated() {
+    let message = demo_message("forged.eml").replace(
+        "From: \"Example CEO\" <ceo@example.com>",
+        "From: ceo@example.com, alice@example.org",
+    );
+    let run = run_with_stdin(&["--zone", DEMO_ZONE, "-"], message.as_bytes()).ok();
+    assert_eq!(
+        run.lines()[..3],
+        [
+            "DMARC fail for example.com, example.org: disposition reject",
+            "  fail for example.com: p=reject, disposition reject",
+            "  fail for example.org: p=quarantine, disposition quarantine",
+        ]
+    );
+    let out = run_with_stdin(&["--zone", DEMO_ZONE, "--json", "-"], message.as_bytes())
+        .ok()
+        .json();
+    let evaluations = out["evaluations"].as_array().expect("evaluations");
+    assert_eq!(evaluations.len(), 2);
+    assert_eq!(evaluations[1]["header_from"], "example.org");
+    assert_eq!(evaluations[1]["disposition"], "quarantine");
+    // The decisive one: the strictest disposition.
+    assert_eq!(out["dmarc"], evaluations[0]);
+    assert_eq!(out["disposition"], "reject");
+}
+
+#[test]
+fn an_unusable_from_is_a_permerror() {
+    let message = demo_message("forged.eml").replace(
+        "From: \"Example CEO\" <ceo@example.com>",
+        "From: ceo@example.com\nFrom: alice@example.org",
+    );
+    let run = run_with_stdin(&["--zone", DEMO_ZONE, "-"], message.as_bytes()).ok();
+    assert_eq!(
+        run.lines()[0],
+        "DMARC permerror: the message has 2 From headers (multiple-from), disposition reject"
+    );
+    let out = run_with_stdin(&["--zone", DEMO_ZONE, "--json", "-"], message.as_bytes())
+        .ok()
+        .json();
+    assert_eq!(out["dmarc"]["result"], "permerror");
+    assert_eq!(out["dmarc"]["header_from"], Value::Null);
+    assert_eq!(out["dmarc"]["reason"], "multiple-from");
+    assert_eq!(out["dmarc"]["policy"], Value::Null);
+    assert_eq!(out["disposition"], "reject");
+    assert!(out["authentication_results"]
+        .as_str()
+        .is_some_and(|ar| ar.ends_with("\tdmarc=permerror reason=multiple-from")));
+}
+
+// Bad arguments and input: exit status 2, one line on stderr.
+
+#[test]
+fn unusable_input_is_refused_with_one_line() {
+    let garbage: Vec<u8> = (0..512u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let garbage = scratch("garbage.bin", &garbage);
+    let no_headers = scratch(
+        "no-headers.eml",
+        b"Hi Bob,\n\nthis is only a body, without any header field.\n",
+    );
+    let empty = scratch("empty.eml", b"");
+    let (garbage, no_headers, empty) = (
+        path_str(&garbage).to_string(),
+        path_str(&no_headers).to_string(),
+        path_str(&empty).to_string(),
+    );
+    let cases: [(&str, &str); 4] = [
+        (
+            "no/such/message.eml",
+            "check-eml: no/such/message.eml: cannot read: ",
+        ),
+        (
+            &garbage,
+            "not a mail message: binary data in the header section",
+        ),
+        (
+            &no_headers,
+            "not a mail message: no header section (line 1 is not a \"Name: value\" header field)",
+        ),
+        (&empty, "not a mail message: the input is empty"),
+    ];
+    for (file, expected) in cases {
+        let error = run(&["--zone", DEMO_ZONE, file]).usage_error();
+        assert!(
+            error.starts_with(&format!("check-eml: {file}: ")),
+            "{error}"
+        );
+        assert!(error.contains(expected), "{file}: {error}");
+    }
+
+    let error = run_with_stdin(&["--zone", DEMO_ZONE, "-"], b"").usage_error();
+    assert_eq!(
+        error,
+        "check-eml: <stdin>: not a mail message: the input is empty"
+    );
+}
+
+#[test]
+fn zone_syntax_error_names_the_file_and_line() {
+    let zone = scratch(
+        "broken.zone",
+        b"$TTL 300\nexample.com. IN TXT \"v=spf1 -all\"\nexample.com. IN TXTT \"oops\"\n",
+    );
+    let zone = path_str(&zone);
+    let error = run(&["--zone", zone, "examples/data/forged.eml"]).usage_error();
+    assert!(
+        error.starts_with(&format!("check-eml: {zone} line 3: ")),
+        "{error}"
+    );
+
+    let error = run(&["--zone", "no/such.zone", "examples/data/forged.eml"]).usage_error();
+    assert!(
+        error.starts_with("check-eml: no/such.zone: cannot read: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--client-ip", "192.0.2", "examples/data/forged.eml"],
+            "check-eml: invalid value '192.0.2' for '--client-ip <IP>': invalid IP address syntax",
+        ),
+        (
+            &["--pct-draw", "100", "examples/data/forged.eml"],
+            "check-eml: invalid value '100' for '--pct-draw <N>': 100 is not in 0..=99",
+        ),
+        (
+            &["--discovery", "dns", "examples/data/forged.eml"],
+            "check-eml: invalid value 'dns' for '--discovery <METHOD>'",
+        ),
+        (
+            &["--nameserver", "ns.example.com", "examples/data/forged.eml"],
+            "check-eml: invalid value 'ns.example.com' for '--nameserver <IP[:PORT]>'",
+        ),
+        (
+            &["--no-such-option", "examples/data/forged.eml"],
+            "check-eml: unexpected argument '--no-such-option' found",
+        ),
+        (
+            &[],
+            "check-eml: the following required arguments were not provided: <FILE.eml | ->",
+        ),
+    ];
+    for (args, expected) in cases {
+        let error = run(args).usage_error();
+        assert!(error.starts_with(expected), "{args:?}: {error}");
+    }
+}
+
+#[test]
+fn help_exits_0() {
+    let run = run(&["--help"]).ok();
+    assert!(run
+        .stdout
+        .contains("Usage: check-eml [OPTIONS] <FILE.eml | ->"));
+    for option in [
+        "--client-ip",
+        "--helo",
+        "--mail-from",
+        "--nameserver",
+        "--zone",
+        "--discovery",
+        "--pct ",
+        "--pct-draw",
+        "--psl",
+        "--authserv-id",
+        "--json",
+        "--explain",
+    ] {
+        assert!(run.stdout.contains(option), "{option} not in --help");
+    }
+}
