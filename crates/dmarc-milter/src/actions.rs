@@ -1,0 +1,106 @@
+//! What the milter does at the end of a message, and doing it through the
+//! milter protocol: delete forged Authentication-Results (last first),
+//! insert ours at the top, then quarantine, reject, tempfail or accept.
+
+use crate::{message::AUTH_RESULTS, Error};
+use indymilter::{ContextActions, SetErrorReply, SmtpReply, Status};
+
+/// The end of a message, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Indices (1-based, among Authentication-Results fields) to delete,
+    /// highest first.
+    pub(crate) delete: Vec<i32>,
+    /// Our Authentication-Results value as the library formats it:
+    /// starting with the authserv-id, folded with LF and a tab.
+    pub(crate) auth_results: String,
+    /// What happens to the message.
+    pub(crate) action: Action,
+}
+
+/// What happens to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Deliver.
+    Accept,
+    /// Deliver to the hold queue (milter quarantine) with this reason.
+    Hold(String),
+    /// Refuse with 550 5.7.1 and this text.
+    Reject(String),
+    /// Refuse with 451 4.7.5 and this text.
+    Tempfail(String),
+}
+
+/// The value to send for an inserted header field. The milter protocol
+/// separates continuation lines with LF (the MTA writes its own line ends);
+/// with the leading-space option the value is taken verbatim, so it must
+/// start with the space that follows the colon.
+pub(crate) fn header_value(value: &str, leading_space: bool) -> String {
+    let value = value.replace("\r\n", "\n");
+    if leading_space {
+        format!(" {value}")
+    } else {
+        value
+    }
+}
+
+/// Carries out `outcome` and returns the status to send.
+///
+/// For a delivered message (accept, hold) the forged fields are deleted in
+/// reverse index order before our field is inserted at index 0. A refused
+/// message is not changed: the MTA discards it.
+///
+/// # Errors
+///
+/// [`Error::Action`] when the MTA connection fails or an action was not
+/// negotiated; [`Error::Reply`] for reply text the protocol cannot carry.
+pub(crate) async fn apply(
+    outcome: &Outcome,
+    actions: &(impl ContextActions + Sync),
+    reply: &mut SmtpReply,
+    leading_space: bool,
+) -> Result<Status, Error> {
+    match &outcome.action {
+        Action::Reject(text) => {
+            reply.set_error_reply("550", Some("5.7.1"), [text.as_str()])?;
+            return Ok(Status::Reject);
+        }
+        Action::Tempfail(text) => {
+            reply.set_error_reply("451", Some("4.7.5"), [text.as_str()])?;
+            return Ok(Status::Tempfail);
+        }
+        Action::Accept | Action::Hold(_) => {}
+    }
+    for &index in &outcome.delete {
+        actions
+            .change_header(AUTH_RESULTS, index, None::<&str>)
+            .await?;
+    }
+    actions
+        .insert_header(
+            0,
+            AUTH_RESULTS,
+            header_value(&outcome.auth_results, leading_space),
+        )
+        .await?;
+    if let Action::Hold(reason) = &outcome.action {
+        actions.quarantine(reason.as_str()).await?;
+    }
+    Ok(Status::Accept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_for_the_milter_protocol() {
+        let library = "mx.example.net;\n\tspf=pass smtp.mailfrom=example.com;\n\tdkim=none";
+        assert_eq!(
+            header_value(library, true),
+            " mx.example.net;\n\tspf=pass smtp.mailfrom=example.com;\n\tdkim=none"
+        );
+        assert_eq!(header_value(library, false), library);
+        assert_eq!(header_value("mx;\r\n\tnone", false), "mx;\n\tnone");
+    }
+}

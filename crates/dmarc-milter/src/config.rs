@@ -1,0 +1,889 @@
+//! The configuration file: TOML, read in two steps.
+//!
+//! [`RawConfig`] holds every key as written, with the line it came from;
+//! [`Config::build`] turns it into a validated [`Config`], applying every
+//! default in one place. An error names the file, the line, the key and the
+//! bad value: `dmarc-milter.toml line 7: invalid value "rejekt" for
+//! invalid_from_disposition (expected reject, quarantine, accept or
+//! tempfail)`. Unknown keys are errors, so a typo never silently falls back
+//! to a default.
+//!
+//! Every key, its default and its meaning are listed in the crate's
+//! README.md and in `examples/dmarc-milter.toml`.
+
+use crate::socket::SocketSpec;
+use dmarc_verifier::{
+    message::normalize_domain, DiscoveryMethod, Disposition, DnsConfig, Enforcement,
+    InvalidFromResult, Nameservers, PctMode, TempErrorAction, Verifier, VerifierConfig,
+};
+use ipnet::IpNet;
+use std::{
+    collections::BTreeMap,
+    fmt, fs, io,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use toml::{Spanned, Value};
+
+#[cfg(test)]
+mod tests;
+
+/// Where the daemon looks for its configuration by default.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dmarc-milter.toml";
+
+/// Every key the file may hold. README.md and the sample configuration
+/// document each one (a test checks the sample mentions them all).
+pub const KEYS: &[&str] = &[
+    "socket",
+    "socket_mode",
+    "max_connections",
+    "shutdown_timeout",
+    "log_level",
+    "authserv_id",
+    "host_name",
+    "nameservers",
+    "dns_timeout",
+    "dns_attempts",
+    "dns_cache_size",
+    "dns_max_negative_ttl",
+    "discovery",
+    "shadow_discovery",
+    "public_suffix_list",
+    "pct",
+    "dry_run",
+    "dmarc_temperror",
+    "spf_temperror",
+    "dkim_temperror",
+    "invalid_from_result",
+    "invalid_from_disposition",
+    "max_author_domains",
+    "allow_rsa_sha1",
+    "min_rsa_key_bits",
+    "max_message_size",
+    "remove_all_authentication_results",
+    "quarantine_action",
+    "reject_text",
+    "tempfail_text",
+    "skip_authenticated",
+    "ignore_hosts",
+    "ignore_from_domains",
+];
+
+/// Default `max_message_size`: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Default `reject_text`.
+pub const DEFAULT_REJECT_TEXT: &str = "DMARC policy of {domain} rejects this message";
+/// Default `tempfail_text`.
+pub const DEFAULT_TEMPFAIL_TEXT: &str =
+    "DMARC policy of {domain} could not be checked, try again later";
+
+/// What a quarantine disposition does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QuarantineAction {
+    /// The milter quarantine action: Postfix puts the message on hold
+    /// (`postqueue -j` / `mailq` shows it, `postsuper -H` releases it).
+    #[default]
+    Hold,
+    /// Deliver with our Authentication-Results only; filtering further
+    /// down (Sieve, the mail client) moves it to a spam folder.
+    HeaderOnly,
+}
+
+/// The log level set by `log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LogLevel {
+    /// Only failures to provide service.
+    Error,
+    /// Misconfiguration and peers breaking the protocol.
+    Warn,
+    /// One verdict line per message (default).
+    #[default]
+    Info,
+    /// The decision trail of every message.
+    Debug,
+    /// Everything, including indymilter's protocol trace.
+    Trace,
+}
+
+impl LogLevel {
+    /// `"error"`, `"warn"`, `"info"`, `"debug"` or `"trace"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// A pattern of `ignore_from_domains`: `example.com` matches that domain
+/// only, `.example.com` every domain below it (not example.com itself).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DomainPattern {
+    /// This domain exactly (A-label, lower case).
+    Exact(String),
+    /// Any subdomain of this domain.
+    Below(String),
+}
+
+impl DomainPattern {
+    /// True when `domain` (an A-label, lower case, as the verifier returns
+    /// Author Domains) matches.
+    pub fn matches(&self, domain: &str) -> bool {
+        match self {
+            DomainPattern::Exact(d) => domain == d,
+            DomainPattern::Below(d) => domain
+                .strip_suffix(d.as_str())
+                .is_some_and(|head| head.ends_with('.')),
+        }
+    }
+}
+
+/// The validated configuration of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file this came from (read again on SIGHUP).
+    pub path: Option<PathBuf>,
+    /// Where to listen (`socket`).
+    pub socket: SocketSpec,
+    /// Permissions of a UNIX-domain socket file (`socket_mode`, default 0660).
+    pub socket_mode: u32,
+    /// Most MTA connections served at once (`max_connections`, default 256).
+    pub max_connections: usize,
+    /// How long a shutdown waits for messages in flight
+    /// (`shutdown_timeout`, default 30 s).
+    pub shutdown_timeout: Duration,
+    /// Log level (`log_level`, default info).
+    pub log_level: LogLevel,
+    /// The configured authserv-id; `None` means: macro `j` of the MTA, else
+    /// the host name (which is then `verifier.authserv_id`).
+    pub authserv_id: Option<String>,
+    /// The verifier's settings (its `authserv_id` is the fallback id).
+    pub verifier: VerifierConfig,
+    /// Bytes of header and body buffered per message (`max_message_size`).
+    pub max_message_size: usize,
+    /// Remove every incoming Authentication-Results, not only forged ones.
+    pub remove_all_authentication_results: bool,
+    /// What quarantine does.
+    pub quarantine_action: QuarantineAction,
+    /// The 550 text; `{domain}` becomes the Author Domain.
+    pub reject_text: String,
+    /// The 451 text; `{domain}` becomes the Author Domain.
+    pub tempfail_text: String,
+    /// Skip DMARC for SMTP-authenticated clients (`{auth_authen}` set).
+    pub skip_authenticated: bool,
+    /// Clients whose mail is not checked.
+    pub ignore_hosts: Vec<IpNet>,
+    /// Author Domains whose mail is not checked.
+    pub ignore_from_domains: Vec<DomainPattern>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the file, and for a bad key its line, name and
+    /// value.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            kind: ConfigErrorKind::Read(e),
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for invalid TOML, an unknown key or a bad value.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::build(RawConfig::parse(text, file)?)
+    }
+
+    /// Applies the defaults to the keys given and checks every value.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a bad value.
+    pub fn build(mut raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut verifier = VerifierConfig::default();
+        let mut dns = DnsConfig::default();
+
+        let socket = match raw.take("socket") {
+            Some(entry) => {
+                let text = raw.string(&entry, "socket", "inet:HOST:PORT or unix:/PATH")?;
+                text.parse::<SocketSpec>()
+                    .map_err(|expected| raw.invalid(&entry, "socket", expected))?
+            }
+            None => SocketSpec::default(),
+        };
+        let socket_mode = match raw.take("socket_mode") {
+            Some(entry) => parse_mode(&entry.value).ok_or_else(|| {
+                raw.invalid(&entry, "socket_mode", "an octal mode such as \"0660\"")
+            })?,
+            None => 0o660,
+        };
+        let max_connections = raw.integer("max_connections", 1, 100_000)?.unwrap_or(256);
+        let shutdown_timeout = raw
+            .seconds("shutdown_timeout")?
+            .unwrap_or(Duration::from_secs(30));
+        let log_level = raw
+            .choice(
+                "log_level",
+                &[
+                    ("error", LogLevel::Error),
+                    ("warn", LogLevel::Warn),
+                    ("info", LogLevel::Info),
+                    ("debug", LogLevel::Debug),
+                    ("trace", LogLevel::Trace),
+                ],
+                "error, warn, info, debug or trace",
+            )?
+            .unwrap_or_default();
+
+        let authserv_id = match raw.take("authserv_id") {
+            Some(entry) => {
+                let id = raw.string(&entry, "authserv_id", "a host name")?;
+                if !valid_authserv_id(&id) {
+                    return Err(raw.invalid(
+                        &entry,
+                        "authserv_id",
+                        "a host name without spaces or ';'",
+                    ));
+                }
+                verifier.authserv_id = id.clone();
+                Some(id)
+            }
+            None => None,
+        };
+        if let Some(entry) = raw.take("host_name") {
+            verifier.host_name = Some(raw.string(&entry, "host_name", "a host name")?);
+        }
+
+        if let Some(entry) = raw.take("nameservers") {
+            let expected = "a list of \"IP\" or \"IP:PORT\" strings";
+            let Value::Array(items) = &entry.value else {
+                return Err(raw.invalid(&entry, "nameservers", expected));
+            };
+            let mut addrs = Vec::new();
+            for item in items {
+                let addr = item.as_str().and_then(parse_nameserver);
+                match addr {
+                    Some(addr) => addrs.push(addr),
+                    None => return Err(raw.invalid_item(&entry, item, "nameservers", expected)),
+                }
+            }
+            if !addrs.is_empty() {
+                dns.nameservers = Nameservers::Explicit(addrs);
+            }
+        }
+        if let Some(timeout) = raw.seconds("dns_timeout")? {
+            dns.timeout = timeout;
+        }
+        if let Some(attempts) = raw.integer("dns_attempts", 1, 10)? {
+            dns.attempts = attempts;
+        }
+        if let Some(size) = raw.integer("dns_cache_size", 0, 10_000_000)? {
+            dns.cache_size = size;
+        }
+        if let Some(ttl) = raw.seconds("dns_max_negative_ttl")? {
+            dns.max_negative_ttl = ttl;
+        }
+        verifier.dns = dns;
+
+        if let Some(method) = raw.choice(
+            "discovery",
+            &[
+                ("psl", DiscoveryMethod::Psl),
+                ("tree-walk", DiscoveryMethod::TreeWalk),
+            ],
+            "psl or tree-walk",
+        )? {
+            verifier.discovery = method;
+        }
+        if let Some(shadow) = raw.boolean("shadow_discovery")? {
+            verifier.shadow_discovery = shadow;
+        }
+        if let Some(entry) = raw.take("public_suffix_list") {
+            let path = raw.string(&entry, "public_suffix_list", "a file name")?;
+            verifier.psl_path = Some(PathBuf::from(path));
+        }
+        if let Some(pct) = raw.choice(
+            "pct",
+            &[
+                ("honor", PctMode::Honor),
+                ("ignore", PctMode::Ignore),
+                ("as-test-mode", PctMode::AsTestMode),
+            ],
+            "honor, ignore or as-test-mode",
+        )? {
+            verifier.pct = pct;
+        }
+        if raw.boolean("dry_run")? == Some(true) {
+            verifier.enforcement = Enforcement::Monitor;
+        }
+        let temperror = [
+            ("tempfail", TempErrorAction::Tempfail),
+            ("accept", TempErrorAction::Accept),
+        ];
+        if let Some(action) = raw.choice("dmarc_temperror", &temperror, "tempfail or accept")? {
+            verifier.dmarc_temperror = action;
+        }
+        if let Some(action) = raw.choice("spf_temperror", &temperror, "tempfail or accept")? {
+            verifier.spf_temperror = action;
+        }
+        if let Some(action) = raw.choice("dkim_temperror", &temperror, "tempfail or accept")? {
+            verifier.dkim_temperror = action;
+        }
+        if let Some(result) = raw.choice(
+            "invalid_from_result",
+            &[
+                ("permerror", InvalidFromResult::PermError),
+                ("none", InvalidFromResult::None),
+            ],
+            "permerror or none",
+        )? {
+            verifier.invalid_from_result = result;
+        }
+        if let Some(disposition) = raw.choice(
+            "invalid_from_disposition",
+            &[
+                ("reject", Disposition::Reject),
+                ("quarantine", Disposition::Quarantine),
+                ("accept", Disposition::Accept),
+                ("tempfail", Disposition::Tempfail),
+            ],
+            "reject, quarantine, accept or tempfail",
+        )? {
+            verifier.invalid_from_disposition = disposition;
+        }
+        if let Some(max) = raw.integer("max_author_domains", 1, 100)? {
+            verifier.max_author_domains = max;
+        }
+        if let Some(allow) = raw.boolean("allow_rsa_sha1")? {
+            verifier.allow_rsa_sha1 = allow;
+        }
+        if let Some(bits) = raw.integer("min_rsa_key_bits", 512, 8192)? {
+            verifier.min_rsa_key_bits = u32::try_from(bits).unwrap_or(u32::MAX);
+        }
+
+        let max_message_size = match raw.take("max_message_size") {
+            Some(entry) => parse_size(&entry.value).ok_or_else(|| {
+                raw.invalid(
+                    &entry,
+                    "max_message_size",
+                    "a size in bytes of at least 64k, such as 67108864 or \"64M\"",
+                )
+            })?,
+            None => DEFAULT_MAX_MESSAGE_SIZE,
+        };
+        let remove_all_authentication_results = raw
+            .boolean("remove_all_authentication_results")?
+            .unwrap_or(false);
+        let quarantine_action = raw
+            .choice(
+                "quarantine_action",
+                &[
+                    ("hold", QuarantineAction::Hold),
+                    ("header-only", QuarantineAction::HeaderOnly),
+                ],
+                "hold or header-only",
+            )?
+            .unwrap_or_default();
+        let reject_text = raw
+            .reply_text("reject_text")?
+            .unwrap_or(DEFAULT_REJECT_TEXT.into());
+        let tempfail_text = raw
+            .reply_text("tempfail_text")?
+            .unwrap_or(DEFAULT_TEMPFAIL_TEXT.into());
+        let skip_authenticated = raw.boolean("skip_authenticated")?.unwrap_or(true);
+
+        let ignore_hosts = match raw.take("ignore_hosts") {
+            Some(entry) => {
+                let expected = "a list of addresses or networks such as \"192.0.2.0/24\"";
+                let Value::Array(items) = &entry.value else {
+                    return Err(raw.invalid(&entry, "ignore_hosts", expected));
+                };
+                let mut nets = Vec::new();
+                for item in items {
+                    match item.as_str().and_then(parse_net) {
+                        Some(net) => nets.push(net),
+                        None => {
+                            return Err(raw.invalid_item(&entry, item, "ignore_hosts", expected))
+                        }
+                    }
+                }
+                nets
+            }
+            None => default_ignore_hosts(),
+        };
+        let ignore_from_domains = match raw.take("ignore_from_domains") {
+            Some(entry) => {
+                let expected = "a list of domains such as \"example.com\" or \".example.com\"";
+                let Value::Array(items) = &entry.value else {
+                    return Err(raw.invalid(&entry, "ignore_from_domains", expected));
+                };
+                let mut patterns = Vec::new();
+                for item in items {
+                    match item.as_str().and_then(parse_domain_pattern) {
+                        Some(pattern) => patterns.push(pattern),
+                        None => {
+                            return Err(raw.invalid_item(
+                                &entry,
+                                item,
+                                "ignore_from_domains",
+                                expected,
+                            ))
+                        }
+                    }
+                }
+                patterns
+            }
+            None => Vec::new(),
+        };
+
+        if let Some((key, entry)) = raw.entries.iter().next() {
+            return Err(raw.error(entry.line, ConfigErrorKind::UnknownKey(key.clone())));
+        }
+
+        let config = Config {
+            path: None,
+            socket,
+            socket_mode,
+            max_connections,
+            shutdown_timeout,
+            log_level,
+            authserv_id,
+            verifier,
+            max_message_size,
+            remove_all_authentication_results,
+            quarantine_action,
+            reject_text,
+            tempfail_text,
+            skip_authenticated,
+            ignore_hosts,
+            ignore_from_domains,
+        };
+        config
+            .verifier
+            .validate()
+            .map_err(|e| raw.library_error(e))?;
+        Ok(config)
+    }
+
+    /// Builds the verifier this configuration describes: checks the
+    /// library settings and loads the Public Suffix List. `--check-config`
+    /// and a reload call this, so a configuration that cannot serve mail is
+    /// refused before it replaces a working one.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key when known.
+    pub fn verifier(&self) -> Result<Verifier, ConfigError> {
+        self.verifier_with_id(&self.verifier.authserv_id)
+    }
+
+    /// [`Config::verifier`] with another authserv-id (macro `j`).
+    pub(crate) fn verifier_with_id(&self, authserv_id: &str) -> Result<Verifier, ConfigError> {
+        let mut settings = self.verifier.clone();
+        settings.authserv_id = authserv_id.to_string();
+        Verifier::new(settings).map_err(|e| ConfigError {
+            file: self.file_name(),
+            line: None,
+            kind: ConfigErrorKind::Library(e),
+        })
+    }
+
+    fn file_name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "configuration".to_string(), |p| p.display().to_string())
+    }
+
+    /// True when `ip` is in `ignore_hosts`.
+    pub fn is_ignored_host(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            // An IPv4-mapped IPv6 address is the IPv4 client.
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.ignore_hosts.iter().any(|net| net.contains(&ip))
+    }
+
+    /// True when every Author Domain matches `ignore_from_domains`.
+    pub fn is_ignored_from(&self, domains: &[String]) -> bool {
+        !domains.is_empty()
+            && !self.ignore_from_domains.is_empty()
+            && domains
+                .iter()
+                .all(|d| self.ignore_from_domains.iter().any(|p| p.matches(d)))
+    }
+}
+
+/// `ignore_hosts` by default: the loopback networks.
+fn default_ignore_hosts() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// The same rule as the library's: no spaces, controls or `;`.
+pub(crate) fn valid_authserv_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 255
+        && !id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ';' || c == '"' || c == '(')
+}
+
+fn parse_nameserver(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    text.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+fn parse_net(text: &str) -> Option<IpNet> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    text.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+fn parse_domain_pattern(text: &str) -> Option<DomainPattern> {
+    match text.strip_prefix('.') {
+        Some(rest) => normalize_domain(rest).ok().map(DomainPattern::Below),
+        None => normalize_domain(text).ok().map(DomainPattern::Exact),
+    }
+}
+
+fn parse_mode(value: &Value) -> Option<u32> {
+    let mode = match value {
+        Value::Integer(n) => u32::try_from(*n).ok()?,
+        Value::String(s) => u32::from_str_radix(s.strip_prefix("0o").unwrap_or(s), 8).ok()?,
+        _ => return None,
+    };
+    (mode <= 0o777).then_some(mode)
+}
+
+fn parse_size(value: &Value) -> Option<usize> {
+    let size = match value {
+        Value::Integer(n) => usize::try_from(*n).ok()?,
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (digits, unit) = s.split_at(split);
+            let n: usize = digits.parse().ok()?;
+            let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kib" | "kb" => 1 << 10,
+                "m" | "mib" | "mb" => 1 << 20,
+                "g" | "gib" | "gb" => 1 << 30,
+                _ => return None,
+            };
+            n.checked_mul(factor)?
+        }
+        _ => return None,
+    };
+    (size >= 64 * 1024).then_some(size)
+}
+
+/// One key of the file: its value and the line of the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEntry {
+    /// 1-based line number of the key.
+    pub line: usize,
+    /// The value as written.
+    pub value: Value,
+}
+
+/// The file as written: each top-level key with its line, nothing checked
+/// yet but the TOML syntax.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawConfig {
+    file: String,
+    entries: BTreeMap<String, RawEntry>,
+}
+
+impl RawConfig {
+    /// Parses TOML text; `file` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for invalid TOML syntax.
+    pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
+        let table: BTreeMap<Spanned<String>, Spanned<Value>> =
+            toml::from_str(text).map_err(|e| ConfigError {
+                file: file.to_string(),
+                line: e.span().map(|span| line_of(text, span.start)),
+                kind: ConfigErrorKind::Syntax(e.message().trim().to_string()),
+            })?;
+        let entries = table
+            .into_iter()
+            .map(|(key, value)| {
+                let line = line_of(text, key.span().start);
+                (
+                    key.into_inner(),
+                    RawEntry {
+                        line,
+                        value: value.into_inner(),
+                    },
+                )
+            })
+            .collect();
+        Ok(RawConfig {
+            file: file.to_string(),
+            entries,
+        })
+    }
+
+    fn take(&mut self, key: &str) -> Option<RawEntry> {
+        self.entries.remove(key)
+    }
+
+    fn error(&self, line: usize, kind: ConfigErrorKind) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: Some(line),
+            kind,
+        }
+    }
+
+    fn invalid(&self, entry: &RawEntry, key: &'static str, expected: &'static str) -> ConfigError {
+        self.invalid_item(entry, &entry.value, key, expected)
+    }
+
+    fn invalid_item(
+        &self,
+        entry: &RawEntry,
+        value: &Value,
+        key: &'static str,
+        expected: &'static str,
+    ) -> ConfigError {
+        self.error(
+            entry.line,
+            ConfigErrorKind::InvalidValue {
+                key,
+                value: show_value(value),
+                expected,
+            },
+        )
+    }
+
+    /// Maps a library setting error to our key and its line.
+    fn library_error(&self, error: dmarc_verifier::Error) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: None,
+            kind: ConfigErrorKind::Library(error),
+        }
+    }
+
+    fn string(
+        &self,
+        entry: &RawEntry,
+        key: &'static str,
+        expected: &'static str,
+    ) -> Result<String, ConfigError> {
+        match &entry.value {
+            Value::String(s) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(self.invalid(entry, key, expected)),
+        }
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(None);
+        };
+        match entry.value {
+            Value::Boolean(b) => Ok(Some(b)),
+            _ => Err(self.invalid(&entry, key, "true or false")),
+        }
+    }
+
+    fn integer(
+        &mut self,
+        key: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<usize>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(None);
+        };
+        match entry.value {
+            Value::Integer(n) => match usize::try_from(n) {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(self.range_error(&entry, key, min, max)),
+            },
+            _ => Err(self.range_error(&entry, key, min, max)),
+        }
+    }
+
+    fn range_error(
+        &self,
+        entry: &RawEntry,
+        key: &'static str,
+        min: usize,
+        max: usize,
+    ) -> ConfigError {
+        // `expected` is static text; the common ranges are spelled out.
+        let expected: &'static str = match (min, max) {
+            (1, 100_000) => "a whole number from 1 to 100000",
+            (1, 10) => "a whole number from 1 to 10",
+            (0, 10_000_000) => "a whole number from 0 to 10000000",
+            (1, 100) => "a whole number from 1 to 100",
+            (512, 8192) => "a number of bits from 512 to 8192",
+            _ => "a whole number in range",
+        };
+        self.invalid(entry, key, expected)
+    }
+
+    fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(None);
+        };
+        let seconds = match entry.value {
+            Value::Integer(n) => n as f64,
+            Value::Float(f) => f,
+            _ => f64::NAN,
+        };
+        if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+            Ok(Some(Duration::from_secs_f64(seconds)))
+        } else {
+            Err(self.invalid(&entry, key, "a number of seconds above 0, such as 5 or 0.5"))
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        key: &'static str,
+        choices: &[(&str, T)],
+        expected: &'static str,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(None);
+        };
+        let found = entry
+            .value
+            .as_str()
+            .and_then(|s| choices.iter().find(|(name, _)| *name == s))
+            .map(|(_, value)| *value);
+        match found {
+            Some(value) => Ok(Some(value)),
+            None => Err(self.invalid(&entry, key, expected)),
+        }
+    }
+
+    fn reply_text(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(None);
+        };
+        match &entry.value {
+            // indymilter refuses CR, LF and lines over 980 octets; a domain
+            // is at most 253.
+            Value::String(s)
+                if !s.is_empty() && s.len() <= 700 && !s.chars().any(|c| c.is_control()) =>
+            {
+                Ok(Some(s.clone()))
+            }
+            _ => Err(self.invalid(
+                &entry,
+                key,
+                "one line of text of at most 700 characters, {domain} for the domain",
+            )),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn show_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file (as given on the command line).
+    pub file: String,
+    /// The line of the offending key, when there is one.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub kind: ConfigErrorKind,
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file cannot be read.
+    Read(io::Error),
+    /// The text is not valid TOML.
+    Syntax(String),
+    /// A key we do not know (a typo, or a section).
+    UnknownKey(String),
+    /// A value of the wrong type or out of range.
+    InvalidValue {
+        /// The key.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// What is expected.
+        expected: &'static str,
+    },
+    /// The verifier refused the settings (or the Public Suffix List or the
+    /// resolver configuration could not be loaded).
+    Library(dmarc_verifier::Error),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        f.write_str(": ")?;
+        match &self.kind {
+            ConfigErrorKind::Read(e) => write!(f, "cannot read the file: {e}"),
+            ConfigErrorKind::Syntax(message) => write!(f, "invalid TOML: {message}"),
+            ConfigErrorKind::UnknownKey(key) => write!(f, "unknown key {key:?}"),
+            ConfigErrorKind::InvalidValue {
+                key,
+                value,
+                expected,
+            } => write!(f, "invalid value {value:?} for {key} (expected {expected})"),
+            ConfigErrorKind::Library(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ConfigErrorKind::Read(e) => Some(e),
+            ConfigErrorKind::Library(e) => Some(e),
+            _ => None,
+        }
+    }
+}

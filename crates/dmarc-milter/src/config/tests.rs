@@ -1,0 +1,238 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "dmarc-milter.toml")
+}
+
+fn repo_file(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn defaults() {
+    let config = parse("").unwrap();
+    assert_eq!(config.socket, SocketSpec::default());
+    assert_eq!(config.socket.to_string(), "inet:127.0.0.1:8895");
+    assert_eq!(config.socket_mode, 0o660);
+    assert_eq!(config.max_connections, 256);
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(config.log_level, LogLevel::Info);
+    assert_eq!(config.authserv_id, None);
+    assert_eq!(config.max_message_size, 64 << 20);
+    assert!(!config.remove_all_authentication_results);
+    assert_eq!(config.quarantine_action, QuarantineAction::Hold);
+    assert_eq!(config.reject_text, DEFAULT_REJECT_TEXT);
+    assert_eq!(config.tempfail_text, DEFAULT_TEMPFAIL_TEXT);
+    assert!(config.skip_authenticated);
+    assert!(config.is_ignored_host("127.0.0.1".parse().unwrap()));
+    assert!(config.is_ignored_host("::1".parse().unwrap()));
+    assert!(config.is_ignored_host("::ffff:127.0.0.2".parse().unwrap()));
+    assert!(!config.is_ignored_host("192.0.2.1".parse().unwrap()));
+    assert!(config.ignore_from_domains.is_empty());
+    let library = VerifierConfig::default();
+    assert_eq!(config.verifier, library);
+}
+
+#[test]
+fn every_key_is_read() {
+    let config = parse(
+        r#"
+socket = "unix:/run/dmarc-milter/milter.sock"
+socket_mode = 0o600
+max_connections = 10
+shutdown_timeout = 2.5
+log_level = "debug"
+authserv_id = "mx.example.net"
+host_name = "mail.example.net"
+nameservers = ["192.0.2.53", "[2001:db8::53]:5353"]
+dns_timeout = 0.5
+dns_attempts = 3
+dns_cache_size = 0
+dns_max_negative_ttl = 60
+discovery = "tree-walk"
+shadow_discovery = true
+public_suffix_list = "/tmp/psl.dat"
+pct = "as-test-mode"
+dry_run = true
+dmarc_temperror = "accept"
+spf_temperror = "accept"
+dkim_temperror = "accept"
+invalid_from_result = "none"
+invalid_from_disposition = "quarantine"
+max_author_domains = 2
+allow_rsa_sha1 = true
+min_rsa_key_bits = 2048
+max_message_size = "10M"
+remove_all_authentication_results = true
+quarantine_action = "header-only"
+reject_text = "no {domain}"
+tempfail_text = "later {domain}"
+skip_authenticated = false
+ignore_hosts = ["192.0.2.0/24", "2001:db8::1"]
+ignore_from_domains = ["Example.COM", ".example.org"]
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.socket,
+        SocketSpec::Unix("/run/dmarc-milter/milter.sock".into())
+    );
+    assert_eq!(config.socket_mode, 0o600);
+    assert_eq!(config.max_connections, 10);
+    assert_eq!(config.shutdown_timeout, Duration::from_millis(2500));
+    assert_eq!(config.log_level, LogLevel::Debug);
+    assert_eq!(config.authserv_id.as_deref(), Some("mx.example.net"));
+    let v = &config.verifier;
+    assert_eq!(v.authserv_id, "mx.example.net");
+    assert_eq!(v.host_name.as_deref(), Some("mail.example.net"));
+    assert_eq!(
+        v.dns.nameservers,
+        Nameservers::Explicit(vec![
+            "192.0.2.53:53".parse().unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        ])
+    );
+    assert_eq!(v.dns.timeout, Duration::from_millis(500));
+    assert_eq!(v.dns.attempts, 3);
+    assert_eq!(v.dns.cache_size, 0);
+    assert_eq!(v.dns.max_negative_ttl, Duration::from_secs(60));
+    assert_eq!(v.discovery, DiscoveryMethod::TreeWalk);
+    assert!(v.shadow_discovery);
+    assert_eq!(v.psl_path.as_deref(), Some(Path::new("/tmp/psl.dat")));
+    assert_eq!(v.pct, PctMode::AsTestMode);
+    assert_eq!(v.pct_draw, None);
+    assert_eq!(v.enforcement, Enforcement::Monitor);
+    assert_eq!(v.dmarc_temperror, TempErrorAction::Accept);
+    assert_eq!(v.spf_temperror, TempErrorAction::Accept);
+    assert_eq!(v.dkim_temperror, TempErrorAction::Accept);
+    assert_eq!(v.invalid_from_result, InvalidFromResult::None);
+    assert_eq!(v.invalid_from_disposition, Disposition::Quarantine);
+    assert_eq!(v.max_author_domains, 2);
+    assert!(v.allow_rsa_sha1);
+    assert_eq!(v.min_rsa_key_bits, 2048);
+    assert_eq!(config.max_message_size, 10 << 20);
+    assert!(config.remove_all_authentication_results);
+    assert_eq!(config.quarantine_action, QuarantineAction::HeaderOnly);
+    assert_eq!(config.reject_text, "no {domain}");
+    assert_eq!(config.tempfail_text, "later {domain}");
+    assert!(!config.skip_authenticated);
+    assert!(config.is_ignored_host("192.0.2.77".parse().unwrap()));
+    assert!(config.is_ignored_host("2001:db8::1".parse().unwrap()));
+    assert!(!config.is_ignored_host("127.0.0.1".parse().unwrap()));
+    assert!(config.is_ignored_from(&["example.com".to_string()]));
+    assert!(config.is_ignored_from(&["a.b.example.org".to_string()]));
+    assert!(!config.is_ignored_from(&["example.org".to_string()]));
+    assert!(!config.is_ignored_from(&["sub.example.com".to_string()]));
+    assert!(!config.is_ignored_from(&["example.com".to_string(), "evil.example".to_string()]));
+}
+
+#[test]
+fn errors_name_the_file_line_key_and_value() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "socket = \"inet:127.0.0.1:8895\"\n\n\n\n\n\ninvalid_from_disposition = \"rejekt\"\n",
+            "dmarc-milter.toml line 7: invalid value \"rejekt\" for invalid_from_disposition (expected reject, quarantine, accept or tempfail)",
+        ),
+        (
+            "# comment\nsocket_path = \"/x\"\n",
+            "dmarc-milter.toml line 2: unknown key \"socket_path\"",
+        ),
+        (
+            "[milter]\nsocket = \"inet:127.0.0.1:1\"\n",
+            "dmarc-milter.toml line 1: unknown key \"milter\"",
+        ),
+        (
+            "socket = \"tcp:1.2.3.4\"\n",
+            "dmarc-milter.toml line 1: invalid value \"tcp:1.2.3.4\" for socket (expected inet:HOST:PORT or unix:/ABSOLUTE/PATH)",
+        ),
+        (
+            "\nsocket_mode = \"0999\"\n",
+            "dmarc-milter.toml line 2: invalid value \"0999\" for socket_mode (expected an octal mode such as \"0660\")",
+        ),
+        (
+            "dry_run = \"yes\"\n",
+            "dmarc-milter.toml line 1: invalid value \"yes\" for dry_run (expected true or false)",
+        ),
+        (
+            "dns_timeout = 0\n",
+            "dmarc-milter.toml line 1: invalid value \"0\" for dns_timeout (expected a number of seconds above 0, such as 5 or 0.5)",
+        ),
+        (
+            "min_rsa_key_bits = 256\n",
+            "dmarc-milter.toml line 1: invalid value \"256\" for min_rsa_key_bits (expected a number of bits from 512 to 8192)",
+        ),
+        (
+            "nameservers = [\"192.0.2.1\", \"dns.example\"]\n",
+            "dmarc-milter.toml line 1: invalid value \"dns.example\" for nameservers (expected a list of \"IP\" or \"IP:PORT\" strings)",
+        ),
+        (
+            "ignore_hosts = [\"192.0.2.0/33\"]\n",
+            "dmarc-milter.toml line 1: invalid value \"192.0.2.0/33\" for ignore_hosts (expected a list of addresses or networks such as \"192.0.2.0/24\")",
+        ),
+        (
+            "ignore_from_domains = [\"exa mple.com\"]\n",
+            "dmarc-milter.toml line 1: invalid value \"exa mple.com\" for ignore_from_domains (expected a list of domains such as \"example.com\" or \".example.com\")",
+        ),
+        (
+            "authserv_id = \"mx; dmarc=pass\"\n",
+            "dmarc-milter.toml line 1: invalid value \"mx; dmarc=pass\" for authserv_id (expected a host name without spaces or ';')",
+        ),
+        (
+            "max_message_size = \"1k\"\n",
+            "dmarc-milter.toml line 1: invalid value \"1k\" for max_message_size (expected a size in bytes of at least 64k, such as 67108864 or \"64M\")",
+        ),
+        (
+            "reject_text = \"two\\nlines\"\n",
+            "dmarc-milter.toml line 1: invalid value \"two\\nlines\" for reject_text (expected one line of text of at most 700 characters, {domain} for the domain)",
+        ),
+        (
+            "pct = \"half\"\n",
+            "dmarc-milter.toml line 1: invalid value \"half\" for pct (expected honor, ignore or as-test-mode)",
+        ),
+        (
+            "socket = \n",
+            "dmarc-milter.toml line 1: invalid TOML: invalid string\nexpected `\"`, `'`",
+        ),
+    ];
+    for (text, expected) in cases {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text:?}"),
+            Err(e) => assert_eq!(e.to_string(), *expected, "{text:?}"),
+        }
+    }
+}
+
+#[test]
+fn sizes_and_modes() {
+    let size = |s: &str| parse(&format!("max_message_size = {s}")).map(|c| c.max_message_size);
+    assert_eq!(size("65536").unwrap(), 65536);
+    assert_eq!(size("\"64k\"").unwrap(), 65536);
+    assert_eq!(size("\"64 MiB\"").unwrap(), 64 << 20);
+    assert_eq!(size("\"1G\"").unwrap(), 1 << 30);
+    assert!(size("\"12 parsecs\"").is_err());
+    assert!(size("-1").is_err());
+    let mode = |s: &str| parse(&format!("socket_mode = {s}")).map(|c| c.socket_mode);
+    assert_eq!(mode("\"0660\"").unwrap(), 0o660);
+    assert_eq!(mode("\"600\"").unwrap(), 0o600);
+    assert_eq!(mode("0o640").unwrap(), 0o640);
+    assert!(mode("\"rw-rw----\"").is_err());
+}
+
+/// The sample file parses, and it and the README document every key.
+#[test]
+fn sample_and_readme_document_every_key() {
+    let sample = repo_file("../../examples/dmarc-milter.toml");
+    parse(&sample).expect("the sample configuration parses");
+    let readme = repo_file("README.md");
+    for key in KEYS {
+        assert!(
+            sample.contains(&format!("{key} = ")),
+            "examples/dmarc-milter.toml does not show {key}"
+        );
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README.md does not document {key}"
+        );
+    }
+}

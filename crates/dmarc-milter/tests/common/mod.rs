@@ -1,0 +1,287 @@
+//! Shared set-up of the milter tests: the demo zone on a test DNS server,
+//! the milter started in-process on 127.0.0.1:0, and an MTA side that
+//! speaks the milter protocol (indymilter-test) the way Postfix does.
+
+#![allow(dead_code)]
+
+use dmarc_milter::{reload_channel, Config, MilterListener, Reloader};
+use indymilter_test::{EomActions, MacroStage, Status, TestConnection};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+use test_dns::TestDns;
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A file of `examples/data/`.
+pub fn example(name: &str) -> Vec<u8> {
+    let path = repo().join("examples/data").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The demo zone (examples/data/demo.zone).
+pub fn demo_zone() -> String {
+    String::from_utf8(example("demo.zone")).expect("utf-8 zone")
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "dmarc-milter-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The authserv-id the tests' MTA announces in macro `j`.
+pub const MTA_NAME: &str = "mx.test.example";
+
+/// The configuration every test starts from: the test DNS server only,
+/// short timeouts, the bundled Public Suffix List; `extra` lines are added.
+pub fn config_text(dns: SocketAddr, extra: &str) -> String {
+    let psl = repo().join("crates/dmarc-verifier/data/public_suffix_list.dat");
+    format!(
+        "socket = \"inet:127.0.0.1:0\"\nnameservers = [\"{dns}\"]\ndns_timeout = 0.5\ndns_attempts = 1\npublic_suffix_list = \"{}\"\nshutdown_timeout = 10\n{extra}\n",
+        psl.display()
+    )
+}
+
+/// A milter running in-process on 127.0.0.1:0.
+pub struct Milter {
+    pub addr: SocketAddr,
+    pub dns: TestDns,
+    pub reloader: Reloader,
+    pub config_path: PathBuf,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), dmarc_milter::Error>>>,
+}
+
+impl Milter {
+    /// Starts the test DNS server with the demo zone and the milter with
+    /// the base configuration plus `extra`.
+    pub async fn start(extra: &str) -> Milter {
+        let dns = TestDns::start(&demo_zone()).await.expect("test DNS");
+        Milter::start_with_dns(dns, extra).await
+    }
+
+    pub async fn start_with_dns(dns: TestDns, extra: &str) -> Milter {
+        let dir = TempDir::new("milter");
+        let config_path = dir.path().join("dmarc-milter.toml");
+        std::fs::write(&config_path, config_text(dns.addr(), extra)).expect("write config");
+        let config = Config::from_file(&config_path).expect("config");
+        let listener = MilterListener::bind(&config.socket, config.socket_mode)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("tcp address");
+        let (reloader, reloads) = reload_channel();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(dmarc_milter::run(listener, config, reloads, async move {
+            let _ = rx.await;
+        }));
+        Milter {
+            addr,
+            dns,
+            reloader,
+            config_path,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Opens an MTA connection: negotiates and sends the connect-stage
+    /// macros and CONNECT, HELO as Postfix does.
+    pub async fn connect(&self, client: &str, helo: &str) -> TestConnection {
+        let mut conn = TestConnection::configure()
+            .exact_leading_space(true)
+            .open_tcp(self.addr)
+            .await
+            .expect("open milter connection");
+        conn.macros(
+            MacroStage::Connect,
+            [
+                ("j", MTA_NAME),
+                ("{daemon_name}", "smtpd"),
+                ("{client_addr}", client),
+            ],
+        )
+        .await
+        .expect("macros");
+        let ip: std::net::IpAddr = client.parse().expect("client ip");
+        let status = conn.connect(helo, (ip, 40000)).await.expect("connect");
+        assert_eq!(status, Status::Noreply);
+        assert_eq!(conn.helo(helo).await.expect("helo"), Status::Noreply);
+        conn
+    }
+
+    /// Starts shutting down (what SIGTERM does).
+    pub fn shutdown(&mut self) {
+        drop(self.shutdown.take());
+    }
+
+    /// Shuts down and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), dmarc_milter::Error> {
+        self.shutdown();
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("run returns after shutdown")
+            .expect("run task")
+    }
+
+    /// Rewrites the configuration file (base plus `extra`).
+    pub fn rewrite_config(&self, extra: &str) {
+        std::fs::write(&self.config_path, config_text(self.dns.addr(), extra))
+            .expect("write config");
+    }
+}
+
+/// A message split the way an MTA sends it to a milter: each header field
+/// as (name, everything after the colon, continuation lines joined with
+/// LF), and the body in CRLF.
+pub struct Mail {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Mail {
+    pub fn parse(raw: &[u8]) -> Mail {
+        let text = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+        let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in head.split('\n') {
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, value)) = headers.last_mut() {
+                    value.push('\n');
+                    value.push_str(line);
+                }
+            } else if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.to_string(), value.to_string()));
+            }
+        }
+        // Postfix removes Return-Path on arrival; the demo files keep it
+        // to document the envelope.
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("return-path"));
+        Mail {
+            headers,
+            body: body.replace('\n', "\r\n").into_bytes(),
+        }
+    }
+
+    pub fn example(name: &str) -> Mail {
+        Mail::parse(&example(name))
+    }
+
+    /// Adds a header field at the top.
+    pub fn prepend(mut self, name: &str, value: &str) -> Mail {
+        self.headers
+            .insert(0, (name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a header field after the first `after` fields.
+    pub fn insert(mut self, after: usize, name: &str, value: &str) -> Mail {
+        self.headers
+            .insert(after, (name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// Sends MAIL, RCPT, the header and (when not skipped) the body, ending at
+/// the header: the message is then in flight.
+pub async fn send_until_body(
+    conn: &mut TestConnection,
+    mail_from: &str,
+    auth_user: Option<&str>,
+    mail: &Mail,
+) {
+    if let Some(user) = auth_user {
+        conn.macros(MacroStage::Mail, [("{auth_authen}", user)])
+            .await
+            .expect("macros");
+    }
+    let status = conn.mail([format!("<{mail_from}>")]).await.expect("mail");
+    assert_eq!(status, Status::Continue);
+    let status = conn.rcpt(["<rcpt@example.net>"]).await.expect("rcpt");
+    assert_eq!(status, Status::Noreply);
+    for (name, value) in &mail.headers {
+        let status = conn
+            .header(name.as_str(), value.as_str())
+            .await
+            .expect("header");
+        assert_eq!(status, Status::Noreply);
+    }
+}
+
+/// Sends the body and the end of message with queue id `queue_id`.
+pub async fn finish(
+    conn: &mut TestConnection,
+    mail: &Mail,
+    queue_id: &str,
+) -> (EomActions, Status) {
+    if !mail.body.is_empty() {
+        let status = conn.body(mail.body.clone()).await.expect("body");
+        assert_eq!(status, Status::Noreply);
+    }
+    conn.macros(MacroStage::Eom, [("i", queue_id)])
+        .await
+        .expect("macros");
+    conn.eom().await.expect("eom")
+}
+
+/// One whole message on `conn`.
+pub async fn send(
+    conn: &mut TestConnection,
+    mail_from: &str,
+    auth_user: Option<&str>,
+    mail: &Mail,
+) -> (EomActions, Status) {
+    send_until_body(conn, mail_from, auth_user, mail).await;
+    finish(conn, mail, "4XTEST").await
+}
+
+/// Polls `probe` until it returns true, for at most 30 s.
+pub async fn wait_until(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The reply text of a reject or tempfail.
+pub fn reply_text(status: &Status) -> String {
+    match status {
+        Status::Reject { message: Some(m) } | Status::Tempfail { message: Some(m) } => {
+            m.to_string_lossy().into_owned()
+        }
+        other => panic!("expected a reply with text, got {other:?}"),
+    }
+}

@@ -1,0 +1,221 @@
+//! The `dmarc-milter` binary: arguments, `--check-config`, the UNIX
+//! socket's life, signals.
+
+mod common;
+
+use common::*;
+use indymilter_test::TestConnection;
+use std::{
+    io::Read,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dmarc-milter");
+
+fn check_config(path: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(path)
+        .arg("--check-config")
+        .output()
+        .expect("run dmarc-milter");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_sample() {
+    let sample = repo().join("examples/dmarc-milter.toml");
+    let (code, out) = check_config(&sample);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("configuration OK"), "{out}");
+}
+
+#[test]
+fn check_config_refuses_a_bad_value_with_exit_2() {
+    let dir = TempDir::new("check");
+    let path = dir.path().join("dmarc-milter.toml");
+    std::fs::write(
+        &path,
+        "socket = \"inet:127.0.0.1:8895\"\n\n\n\n\n\ninvalid_from_disposition = \"rejekt\"\n",
+    )
+    .unwrap();
+    let (code, out) = check_config(&path);
+    assert_eq!(code, 2);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "dmarc-milter: {} line 7: invalid value \"rejekt\" for invalid_from_disposition (expected reject, quarantine, accept or tempfail)",
+            path.display()
+        )
+    );
+
+    std::fs::write(&path, "public_suffix_list = \"/nonexistent/psl.dat\"\n").unwrap();
+    let (code, out) = check_config(&path);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("/nonexistent/psl.dat"), "{out}");
+
+    let (code, out) = check_config(&dir.path().join("missing.toml"));
+    assert_eq!(code, 2);
+    assert!(out.contains("missing.toml: cannot read the file"), "{out}");
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dmarc-milter {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--config <FILE>") && help.contains("--check-config"),
+        "{help}"
+    );
+}
+
+fn spawn(config: &Path) -> Child {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dmarc-milter")
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+fn stderr_of(mut child: Child) -> (i32, String) {
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    (status.code().unwrap_or(-1), err)
+}
+
+/// Collects a child's stderr as it is written.
+fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let sink = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (log, reader)
+}
+
+/// The daemon on a UNIX socket: a stale socket file is replaced, the mode
+/// is applied, SIGHUP with a broken file keeps it running, SIGTERM stops it
+/// with exit 0 and removes the socket.
+#[tokio::test]
+async fn unix_socket_daemon_lifecycle() {
+    let dir = TempDir::new("daemon");
+    let socket = dir.path().join("milter.sock");
+    // A stale socket nobody listens on.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(std::fs::symlink_metadata(&socket)
+        .unwrap()
+        .file_type()
+        .is_socket());
+
+    let config = dir.path().join("dmarc-milter.toml");
+    let psl = repo().join("crates/dmarc-verifier/data/public_suffix_list.dat");
+    let text = format!(
+        "socket = \"unix:{}\"\nsocket_mode = \"0600\"\nnameservers = [\"127.0.0.1:9\"]\npublic_suffix_list = \"{}\"\n",
+        socket.display(),
+        psl.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let mut child = spawn(&config);
+    let (log, reader) = collect_stderr(&mut child);
+
+    wait_until("the milter to listen", async || {
+        tokio::net::UnixStream::connect(&socket).await.is_ok()
+    })
+    .await;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let conn = TestConnection::configure()
+        .open_unix(&socket)
+        .await
+        .expect("negotiate");
+    conn.close().await.unwrap();
+
+    // A second instance refuses to take over a live socket.
+    let (code, err) = stderr_of(spawn(&config));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("another process is listening"), "{err}");
+
+    // A broken configuration on reload is refused; the milter stays.
+    std::fs::write(&config, format!("{text}dry_run = 1\n")).unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until("the reload to be refused", async || {
+        log.lock().unwrap().contains("reload refused")
+    })
+    .await;
+    let conn = TestConnection::configure()
+        .open_unix(&socket)
+        .await
+        .expect("still serving");
+    conn.close().await.unwrap();
+
+    signal(&child, libc::SIGTERM);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!socket.exists(), "the socket file is removed at exit");
+    assert!(
+        err.contains("reload refused, keeping the running configuration")
+            && err.contains("line 5: invalid value \"1\" for dry_run"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "no ANSI colours when not a terminal: {err}"
+    );
+}
+
+#[test]
+fn refuses_to_remove_a_file_that_is_not_a_socket() {
+    let dir = TempDir::new("notsock");
+    let socket = dir.path().join("milter.sock");
+    std::fs::write(&socket, "precious").unwrap();
+    let config = dir.path().join("dmarc-milter.toml");
+    std::fs::write(&config, format!("socket = \"unix:{}\"\n", socket.display())).unwrap();
+    let (code, err) = stderr_of(spawn(&config));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is not a socket; refusing to remove it"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
+}
