@@ -116,7 +116,11 @@ impl PublicSuffixList {
     fn parse(text: &str, source: String) -> Result<PublicSuffixList, Error> {
         let list: List = text.parse().map_err(|e: publicsuffix::Error| Error::Psl {
             source_name: source.clone(),
-            reason: e.to_string(),
+            reason: if text.contains("===BEGIN ICANN DOMAINS===") {
+                e.to_string()
+            } else {
+                format!("{e} (a list must hold the \"// ===BEGIN ICANN DOMAINS===\" section of publicsuffix.org's file)")
+            },
         })?;
         if list.is_empty() {
             return Err(Error::Psl {

@@ -309,6 +309,16 @@ impl CachedAnswer for TxtRecord {
             TxtRecord::Atps(_) => "an ATPS record".to_string(),
             TxtRecord::MtaSts(_) => "an MTA-STS record".to_string(),
             TxtRecord::TlsRpt(_) => "a TLSRPT record".to_string(),
+            TxtRecord::Error(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(code))) => {
+                if *code == mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain {
+                    "NXDOMAIN".to_string()
+                } else {
+                    "no TXT records (NODATA)".to_string()
+                }
+            }
+            TxtRecord::Error(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType)) => {
+                "TXT records, none of the expected kind".to_string()
+            }
             TxtRecord::Error(err) => format!("no usable record ({err})"),
         }
     }
