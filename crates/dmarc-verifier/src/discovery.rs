@@ -183,7 +183,7 @@ pub(crate) async fn lookup(dns: &Dns, domain: &str, trail: &Trail) -> Result<Loo
     };
     let mut parsed: Vec<DmarcRecord> = records
         .iter()
-        .filter_map(|text| DmarcRecord::parse(text).ok())
+        .filter_map(|text| DmarcRecord::parse(&String::from_utf8_lossy(text)).ok())
         .collect();
     Ok(match parsed.len() {
         0 => Lookup::None { nxdomain: false },

@@ -19,8 +19,8 @@ use crate::{
     Error,
 };
 use mail_auth::{
-    crypto::Algorithm, spf::verify::SpfParameters, AuthenticatedMessage, DkimResult as MaDkim,
-    Parameters, SpfResult as MaSpf,
+    crypto::Algorithm, dkim::DomainKey, spf::verify::SpfParameters, spf::SpfRecord,
+    AuthenticatedMessage, DkimResult as MaDkim, Parameters, SpfResult as MaSpf,
 };
 use std::{
     borrow::Cow,
@@ -148,11 +148,6 @@ impl Verifier {
         let parsed = AuthenticatedMessage::parse(&raw);
         let view = MessageView::new(&self.dns.cache, &trail);
 
-        let (spf, dkim) = tokio::join!(
-            self.check_spf(envelope, &view, &trail),
-            self.check_dkim(parsed.as_ref(), &view, &trail)
-        );
-
         let from_values: Vec<&[u8]> = parsed
             .as_ref()
             .map(|m| {
@@ -164,6 +159,15 @@ impl Verifier {
             })
             .unwrap_or_default();
         let authors = author_domains(&from_values, self.config.max_author_domains);
+
+        // The first lookups of SPF, DKIM and DMARC go out together, and
+        // concurrent messages share them (see Dns::prefetch).
+        self.prefetch(envelope, parsed.as_ref(), &authors, &trail)
+            .await;
+        let (spf, dkim) = tokio::join!(
+            self.check_spf(envelope, &view, &trail),
+            self.check_dkim(parsed.as_ref(), &view, &trail)
+        );
 
         let mut evaluations = Vec::new();
         let mut shadow = Vec::new();
@@ -185,6 +189,62 @@ impl Verifier {
         }
 
         self.conclude(spf, dkim, authors, evaluations, shadow, trail)
+    }
+
+    /// Starts, at once, the lookups every message needs first: the SPF
+    /// record of the MAIL FROM domain (as mail-auth will name it), each DKIM
+    /// key record, and `_dmarc.<author>` (plus the PSL organizational
+    /// domain's). Identical lookups of concurrent messages are coalesced.
+    async fn prefetch(
+        &self,
+        envelope: &Envelope,
+        message: Option<&AuthenticatedMessage<'_>>,
+        authors: &Result<Vec<String>, FromError>,
+        trail: &Trail,
+    ) {
+        let spf_name = envelope.client_ip.map(|_| {
+            envelope
+                .mail_from
+                .rsplit_once('@')
+                .map_or(envelope.helo.as_str(), |(_, domain)| domain)
+                .to_string()
+        });
+        let dkim_names: Vec<String> = message
+            .map(|m| {
+                m.dkim_signatures()
+                    .iter()
+                    .map(|sig| format!("{}._domainkey.{}", sig.header.s, sig.header.d))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut dmarc_names: Vec<String> = Vec::new();
+        for author in authors.as_deref().unwrap_or_default() {
+            dmarc_names.push(format!("_dmarc.{author}"));
+            if self.config.discovery == DiscoveryMethod::Psl {
+                let org = self.psl.org_domain(author);
+                if org != *author {
+                    dmarc_names.push(format!("_dmarc.{org}"));
+                }
+            }
+        }
+        tokio::join!(
+            async {
+                if let Some(name) = spf_name.filter(|n| !n.is_empty()) {
+                    self.dns.prefetch::<SpfRecord>(&name, trail).await;
+                }
+            },
+            async {
+                for name in &dkim_names {
+                    self.dns.prefetch::<DomainKey>(name, trail).await;
+                }
+            },
+            async {
+                for name in &dmarc_names {
+                    // Failures are seen again, and reported, by discovery.
+                    let _ = self.dns.txt(name, trail).await;
+                }
+            }
+        );
     }
 
     async fn check_spf(
@@ -352,7 +412,8 @@ impl Verifier {
             return None;
         };
         records.iter().find_map(|record| {
-            let der = dkim_key::base64_decode(dkim_key::key_record_p(record)?)?;
+            let record = String::from_utf8_lossy(record);
+            let der = dkim_key::base64_decode(dkim_key::key_record_p(&record)?)?;
             dkim_key::rsa_modulus_bits(&der)
         })
     }
@@ -781,24 +842,24 @@ fn overall_result(evaluations: &[Evaluation]) -> DmarcResult {
         .unwrap_or(DmarcResult::None)
 }
 
-/// Turns bare LF line endings into CRLF (DKIM signs the CRLF form).
+/// Turns bare LF line endings into CRLF (DKIM signs the CRLF form). A
+/// message already in CRLF form is borrowed, not copied.
 fn to_crlf(message: &[u8]) -> Cow<'_, [u8]> {
-    let has_bare_lf = message
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || message.get(i - 1) != Some(&b'\r')));
-    if !has_bare_lf {
+    let is_bare = |i: usize| i == 0 || message.get(i - 1) != Some(&b'\r');
+    let Some(first_bare) = memchr::memchr_iter(b'\n', message).find(|&i| is_bare(i)) else {
         return Cow::Borrowed(message);
-    }
+    };
     let mut out = Vec::with_capacity(message.len() + message.len() / 16);
-    let mut previous = 0u8;
-    for &b in message {
-        if b == b'\n' && previous != b'\r' {
+    out.extend_from_slice(message.get(..first_bare).unwrap_or_default());
+    let mut start = first_bare;
+    for i in memchr::memchr_iter(b'\n', message).filter(|&i| i >= first_bare) {
+        out.extend_from_slice(message.get(start..i).unwrap_or_default());
+        if is_bare(i) {
             out.push(b'\r');
         }
-        out.push(b);
-        previous = b;
+        start = i;
     }
+    out.extend_from_slice(message.get(start..).unwrap_or_default());
     Cow::Owned(out)
 }
 

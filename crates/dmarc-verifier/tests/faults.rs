@@ -278,3 +278,42 @@ async fn spf_lookup_limit_exhaustion_is_permerror() {
         (DmarcResult::Fail, Disposition::Reject)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_messages_share_one_query_per_name() {
+    // 20 messages from the same sender arrive together while DNS is slow:
+    // the SPF record, the DKIM key and the DMARC record are each asked once.
+    let (dns, verifier) = setup(&zone(BASE), |_| {}).await;
+    for name in [
+        "example.com",
+        "s2048._domainkey.example.com",
+        "_dmarc.example.com",
+    ] {
+        dns.set_fault(name, None, Fault::Delay(Duration::from_millis(150)));
+    }
+    let verifier = std::sync::Arc::new(verifier);
+    let raw = data("dkim-pass-rsa.eml");
+    let env = envelope("192.0.2.5", "user@example.com");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (verifier, env, raw) = (verifier.clone(), env.clone(), raw.clone());
+            tokio::spawn(async move { check(&verifier, &env, &raw).await })
+        })
+        .collect();
+    for task in tasks {
+        let v = task.await.expect("task");
+        assert_eq!(v.dmarc, DmarcResult::Pass, "{}", explain(&v));
+    }
+    for name in [
+        "example.com",
+        "s2048._domainkey.example.com",
+        "_dmarc.example.com",
+    ] {
+        let txt_queries = dns
+            .queries()
+            .into_iter()
+            .filter(|q| q.name == name && q.rtype == Some(RecordType::Txt))
+            .count();
+        assert_eq!(txt_queries, 1, "{name} was asked {txt_queries} times");
+    }
+}

@@ -85,6 +85,21 @@ impl<K: Hash + Eq + Clone, V: Clone> BoundedCache<K, V> {
         None
     }
 
+    /// The live value for `key` with the time it expires.
+    pub fn get_with_expiry<Q>(&self, key: &Q) -> Option<(V, Instant)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut inner = self.lock();
+        let entry = inner.map.get(key)?;
+        if entry.expires > Instant::now() {
+            return Some((entry.value.clone(), entry.expires));
+        }
+        inner.map.remove(key);
+        None
+    }
+
     /// Stores `value` until `expires`.
     pub fn insert(&self, key: K, value: V, expires: Instant) {
         if expires <= Instant::now() {
@@ -155,6 +170,8 @@ pub struct SharedCache {
     pub(crate) raw_txt: BoundedCache<Box<str>, TxtAnswer>,
     /// Existence of a name (RFC 8020), for `np`.
     pub(crate) exists: BoundedCache<Box<str>, bool>,
+    /// TXT lookups that failed moments ago (timeouts, SERVFAIL).
+    pub(crate) failed_txt: BoundedCache<Box<str>, super::DnsFailure>,
 }
 
 impl SharedCache {
@@ -168,6 +185,7 @@ impl SharedCache {
             ptr: BoundedCache::new(capacity),
             raw_txt: BoundedCache::new(capacity),
             exists: BoundedCache::new(capacity),
+            failed_txt: BoundedCache::new(capacity),
         }
     }
 }

@@ -20,13 +20,15 @@ use mail_auth::hickory_resolver::{
     proto::{op::ResponseCode, rr::Name, rr::RData, rr::RecordType as HickoryType},
     system_conf::read_system_conf,
 };
-use mail_auth::MessageAuthenticator;
+use mail_auth::{dns::TxtRecordParser, MessageAuthenticator, TxtRecord};
 use std::{
+    collections::HashMap,
     fmt,
     net::SocketAddr,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+use tokio::sync::OnceCell;
 use zone::RecordType;
 
 /// Where DNS questions go.
@@ -104,7 +106,7 @@ impl fmt::Display for DnsEvent {
 /// The TXT records at a name, each record's strings concatenated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TxtAnswer {
-    Records(Arc<[String]>),
+    Records(Arc<[Vec<u8>]>),
     NxDomain,
     NoData,
 }
@@ -117,6 +119,9 @@ pub struct DnsFailure {
     pub name: String,
     /// What went wrong.
     pub reason: String,
+    /// False when the name itself cannot be asked (not a valid DNS name):
+    /// retrying cannot help.
+    pub(crate) transient: bool,
 }
 
 impl fmt::Display for DnsFailure {
@@ -130,6 +135,39 @@ pub struct Dns {
     pub(crate) authenticator: MessageAuthenticator,
     pub(crate) cache: SharedCache,
     max_negative_ttl: Duration,
+    /// TXT questions being asked now: concurrent identical questions wait
+    /// for the one in flight instead of asking again.
+    inflight_txt: InFlight<Result<(TxtAnswer, Instant), DnsFailure>>,
+    inflight_exists: InFlight<Result<(bool, Instant), DnsFailure>>,
+}
+
+/// How long a failed lookup is remembered (RFC 2308 §7.1 allows up to five
+/// minutes for server failures).
+const FAILURE_TTL: Duration = Duration::from_secs(5);
+
+/// Questions in flight, keyed by FQDN. No lock is held across a query: the
+/// map only hands out the shared cell each asker waits on.
+type InFlight<T> = Mutex<HashMap<Box<str>, Arc<OnceCell<T>>>>;
+
+/// Waits on the cell for `key`, running `query` if no one else is.
+async fn coalesce<T: Clone, F: std::future::Future<Output = T>>(
+    inflight: &InFlight<T>,
+    key: &str,
+    query: impl FnOnce() -> F,
+) -> T {
+    let cell = {
+        let mut map = inflight.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.into()).or_default().clone()
+    };
+    let result = cell.get_or_init(query).await.clone();
+    let mut map = inflight.lock().unwrap_or_else(|p| p.into_inner());
+    if map
+        .get(key)
+        .is_some_and(|current| Arc::ptr_eq(current, &cell))
+    {
+        map.remove(key);
+    }
+    result
 }
 
 impl Dns {
@@ -174,44 +212,86 @@ impl Dns {
             authenticator,
             cache: SharedCache::new(config.cache_size),
             max_negative_ttl: config.max_negative_ttl,
+            inflight_txt: Mutex::default(),
+            inflight_exists: Mutex::default(),
         })
     }
 
-    /// The TXT records at `name` (our DMARC lookups), cached.
+    /// The TXT records at `name` (our DMARC lookups), cached; concurrent
+    /// identical questions are asked once.
     pub(crate) async fn txt(&self, name: &str, trail: &Trail) -> Result<TxtAnswer, DnsFailure> {
+        self.txt_until(name, trail).await.map(|(answer, _)| answer)
+    }
+
+    /// [`Dns::txt`] with the time the answer expires.
+    async fn txt_until(
+        &self,
+        name: &str,
+        trail: &Trail,
+    ) -> Result<(TxtAnswer, Instant), DnsFailure> {
         let key = fqdn(name);
-        if let Some(answer) = self.cache.raw_txt.get(key.as_str()) {
+        if let Some((answer, expires)) = self.cache.raw_txt.get_with_expiry(key.as_str()) {
             trail.dns(DnsEvent::new(
                 RecordType::Txt,
                 name.to_string(),
                 describe_txt(&answer),
                 true,
             ));
-            return Ok(answer);
+            return Ok((answer, expires));
         }
-        let result = match Name::from_ascii(&key) {
-            Ok(query) => self.authenticator.resolver().txt_lookup(query).await,
-            Err(e) => {
-                return Err(DnsFailure {
-                    name: name.to_string(),
-                    reason: format!("invalid name: {e}"),
-                })
-            }
+        if let Some(failure) = self.cache.failed_txt.get(key.as_str()) {
+            trail.dns(DnsEvent::new(
+                RecordType::Txt,
+                name.to_string(),
+                format!("error: {} (failed moments ago)", failure.reason),
+                true,
+            ));
+            return Err(failure);
+        }
+        let result = coalesce(&self.inflight_txt, &key, || self.resolve_txt(&key)).await;
+        if let Err(failure) = &result {
+            // RFC 2308 §7.1: a server failure may be cached, for at most five
+            // minutes; a few seconds keep one message (and its neighbours)
+            // from waiting for the same timeout twice.
+            self.cache.failed_txt.insert(
+                key.clone().into_boxed_str(),
+                failure.clone(),
+                Instant::now() + FAILURE_TTL,
+            );
+        }
+        let described = match &result {
+            Ok((answer, _)) => describe_txt(answer),
+            Err(failure) => format!("error: {}", failure.reason),
         };
-        let (answer, expires) = match result {
+        trail.dns(DnsEvent::new(
+            RecordType::Txt,
+            name.to_string(),
+            described,
+            false,
+        ));
+        result
+    }
+
+    /// Asks the resolver for the TXT records at `key` and caches the answer.
+    async fn resolve_txt(&self, key: &str) -> Result<(TxtAnswer, Instant), DnsFailure> {
+        let name = key.trim_end_matches('.');
+        let query = Name::from_ascii(key).map_err(|e| DnsFailure {
+            name: name.to_string(),
+            reason: format!("invalid name: {e}"),
+            transient: false,
+        })?;
+        let (answer, expires) = match self.authenticator.resolver().txt_lookup(query).await {
             Ok(lookup) => {
-                let records: Vec<String> = lookup
+                let records: Vec<Vec<u8>> = lookup
                     .answers()
                     .iter()
                     .filter_map(|record| match &record.data {
-                        RData::TXT(txt) => {
-                            let bytes: Vec<u8> = txt
-                                .txt_data
+                        RData::TXT(txt) => Some(
+                            txt.txt_data
                                 .iter()
                                 .flat_map(|s| s.iter().copied())
-                                .collect();
-                            Some(String::from_utf8_lossy(&bytes).into_owned())
-                        }
+                                .collect(),
+                        ),
                         _ => None,
                     })
                     .collect();
@@ -222,33 +302,58 @@ impl Dns {
                 };
                 (answer, lookup.valid_until())
             }
-            Err(err) => match self.negative(&err) {
-                Some((answer, expires)) => (answer, expires),
-                None => {
-                    let failure = DnsFailure {
-                        name: name.to_string(),
-                        reason: err.to_string(),
-                    };
-                    trail.dns(DnsEvent::new(
-                        RecordType::Txt,
-                        name.to_string(),
-                        format!("error: {}", failure.reason),
-                        false,
-                    ));
-                    return Err(failure);
-                }
-            },
+            Err(err) => self.negative(&err).ok_or_else(|| DnsFailure {
+                name: name.to_string(),
+                reason: err.to_string(),
+                transient: true,
+            })?,
         };
-        trail.dns(DnsEvent::new(
-            RecordType::Txt,
-            name.to_string(),
-            describe_txt(&answer),
-            false,
-        ));
         self.cache
             .raw_txt
-            .insert(key.into_boxed_str(), answer.clone(), expires);
-        Ok(answer)
+            .insert(key.into(), answer.clone(), expires);
+        Ok((answer, expires))
+    }
+
+    /// Fetches the TXT records at `name` through the coalescing path and
+    /// stores them, parsed as `T`, in the cache mail-auth reads, unless it
+    /// already holds them. Many messages arriving at once for the same
+    /// sender then cause one query for its SPF record and DKIM key, not one
+    /// each. A failure stores nothing: mail-auth then asks and sees it.
+    pub(crate) async fn prefetch<T>(&self, name: &str, trail: &Trail)
+    where
+        T: TxtRecordParser + Into<TxtRecord>,
+    {
+        let key = fqdn(name);
+        if self.cache.txt.get(key.as_str()).is_some() {
+            return;
+        }
+        let (answer, expires) = match self.txt_until(name, trail).await {
+            Ok(answer) => answer,
+            // A name that cannot be asked is left to mail-auth, which has its
+            // own rules for malformed domains (RFC 7208 §4.3).
+            Err(failure) if !failure.transient => return,
+            Err(failure) => {
+                // mail-auth reads a resolver error as a temporary error, as
+                // it would on its own query.
+                let error = mail_auth::Error::Dns(mail_auth::DnsError::Resolver(failure.reason));
+                self.cache.txt.insert(
+                    key.into_boxed_str(),
+                    TxtRecord::Error(error),
+                    Instant::now() + FAILURE_TTL,
+                );
+                return;
+            }
+        };
+        let record: TxtRecord = match answer {
+            TxtAnswer::Records(records) => T::parse_records(&records).into(),
+            TxtAnswer::NxDomain => TxtRecord::Error(mail_auth::Error::Dns(
+                mail_auth::DnsError::RecordNotFound(ResponseCode::NXDomain),
+            )),
+            TxtAnswer::NoData => TxtRecord::Error(mail_auth::Error::Dns(
+                mail_auth::DnsError::RecordNotFound(ResponseCode::NoError),
+            )),
+        };
+        self.cache.txt.insert(key.into_boxed_str(), record, expires);
     }
 
     /// Whether `name` exists (RFC 8020: NXDOMAIN means it and everything
@@ -264,9 +369,26 @@ impl Dns {
             ));
             return Ok(exists);
         }
-        let query = Name::from_ascii(&key).map_err(|e| DnsFailure {
+        let result = coalesce(&self.inflight_exists, &key, || self.resolve_exists(&key)).await;
+        let described = match &result {
+            Ok((exists, _)) => describe_exists(*exists),
+            Err(failure) => format!("error: {}", failure.reason),
+        };
+        trail.dns(DnsEvent::new(
+            RecordType::A,
+            name.to_string(),
+            described,
+            false,
+        ));
+        result.map(|(exists, _)| exists)
+    }
+
+    async fn resolve_exists(&self, key: &str) -> Result<(bool, Instant), DnsFailure> {
+        let name = key.trim_end_matches('.');
+        let query = Name::from_ascii(key).map_err(|e| DnsFailure {
             name: name.to_string(),
             reason: format!("invalid name: {e}"),
+            transient: false,
         })?;
         let (exists, expires) = match self
             .authenticator
@@ -279,29 +401,16 @@ impl Dns {
                 Some((TxtAnswer::NxDomain, expires)) => (false, expires),
                 Some((_, expires)) => (true, expires),
                 None => {
-                    trail.dns(DnsEvent::new(
-                        RecordType::A,
-                        name.to_string(),
-                        format!("error: {err}"),
-                        false,
-                    ));
                     return Err(DnsFailure {
                         name: name.to_string(),
                         reason: err.to_string(),
-                    });
+                        transient: true,
+                    })
                 }
             },
         };
-        trail.dns(DnsEvent::new(
-            RecordType::A,
-            name.to_string(),
-            describe_exists(exists),
-            false,
-        ));
-        self.cache
-            .exists
-            .insert(key.into_boxed_str(), exists, expires);
-        Ok(exists)
+        self.cache.exists.insert(key.into(), exists, expires);
+        Ok((exists, expires))
     }
 
     /// A negative answer (NXDOMAIN or NODATA) and how long to keep it
@@ -335,7 +444,7 @@ fn describe_txt(answer: &TxtAnswer) -> String {
     match answer {
         TxtAnswer::Records(records) => records
             .iter()
-            .map(|r| format!("\"{}\"", r.escape_debug()))
+            .map(|r| format!("\"{}\"", String::from_utf8_lossy(r).escape_debug()))
             .collect::<Vec<_>>()
             .join(", "),
         TxtAnswer::NxDomain => "NXDOMAIN".to_string(),
