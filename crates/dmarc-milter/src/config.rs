@@ -488,14 +488,7 @@ impl Config {
     ///
     /// [`ConfigError`] naming the key when known.
     pub fn verifier(&self) -> Result<Verifier, ConfigError> {
-        self.verifier_with_id(&self.verifier.authserv_id)
-    }
-
-    /// [`Config::verifier`] with another authserv-id (macro `j`).
-    pub(crate) fn verifier_with_id(&self, authserv_id: &str) -> Result<Verifier, ConfigError> {
-        let mut settings = self.verifier.clone();
-        settings.authserv_id = authserv_id.to_string();
-        Verifier::new(settings).map_err(|e| ConfigError {
+        Verifier::new(self.verifier.clone()).map_err(|e| ConfigError {
             file: self.file_name(),
             line: None,
             kind: ConfigErrorKind::Library(e),

@@ -17,7 +17,7 @@ use crate::{
 use dmarc_verifier::{
     auth_results::{self, AuthResults},
     message::author_domains,
-    Disposition, DkimResult, DmarcResult, Enforcement, Envelope, Verdict, Verifier,
+    Disposition, DkimResult, DmarcResult, Enforcement, Envelope, Verdict, Verifier, VerifyOptions,
 };
 use indymilter::{
     Actions, ContextActions, MacroStage, Macros, NegotiateContext, ProtoOpts, SmtpReply,
@@ -365,14 +365,16 @@ impl Session {
             });
         }
 
-        let verifier = t.active.verifier(&t.authserv_id)?;
+        let verifier = t.active.verifier();
         let envelope = self.envelope(t);
         if t.buffer.is_truncated() {
             return Ok(self
                 .decide_truncated(t, &verifier, &envelope, queue_id, &client, delete)
                 .await);
         }
-        let verdict = verifier.verify(&envelope, &t.buffer.raw()).await;
+        let verdict = verifier
+            .verify_with(&envelope, &t.buffer.raw(), &verify_options(t))
+            .await;
         let action = self.action_for(&verdict, config);
         log_verdict(queue_id, &client, &verdict, &action, config);
         Ok(Outcome {
@@ -414,7 +416,9 @@ impl Session {
                 action: Action::Accept,
             };
         }
-        let verdict = verifier.verify(envelope, &t.buffer.raw()).await;
+        let verdict = verifier
+            .verify_with(envelope, &t.buffer.raw(), &verify_options(t))
+            .await;
         if verdict.dkim.is_empty() {
             let action = self.action_for(&verdict, config);
             log_verdict(queue_id, client, &verdict, &action, config);
@@ -497,6 +501,14 @@ fn reply_text(template: &str, verdict: &Verdict) -> String {
 }
 
 /// `authserv-id; dmarc=<result> reason="<reason>"`.
+/// This message's authserv-id goes to the verifier with the message.
+fn verify_options(t: &Transaction) -> VerifyOptions {
+    VerifyOptions {
+        authserv_id: Some(t.authserv_id.clone()),
+        draw: None,
+    }
+}
+
 fn single_result(authserv_id: &str, result: &str, reason: &str) -> String {
     let mut ar = AuthResults::new(authserv_id);
     ar.push(auth_results::dmarc_error_resinfo(result, reason));

@@ -1,42 +1,30 @@
 //! What every connection shares: the configuration in force with its
-//! verifiers (swapped on reload), the count of messages in flight, and
+//! verifier (swapped on reload), the count of messages in flight, and
 //! whether the milter is shutting down.
 
-use crate::{
-    config::{valid_authserv_id, Config, ConfigError},
-    Error,
-};
+use crate::config::{valid_authserv_id, Config, ConfigError};
 use dmarc_verifier::Verifier;
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, PoisonError, RwLock,
-    },
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, PoisonError, RwLock,
 };
 use tokio::sync::watch;
 
-/// The most authserv-ids (distinct `j` macros) with a verifier of their
-/// own; beyond that the configured id is used.
-const MAX_EXTRA_IDS: usize = 8;
-
-/// A configuration and the verifiers built from it.
+/// A configuration and the verifier built from it (one DNS cache for every
+/// authserv-id: the id is given per message).
 #[derive(Debug)]
 pub(crate) struct Active {
     pub(crate) config: Arc<Config>,
-    default_verifier: Arc<Verifier>,
-    /// Verifiers for authserv-ids learnt from macro `j` (normally one).
-    by_id: Mutex<HashMap<String, Arc<Verifier>>>,
+    verifier: Arc<Verifier>,
 }
 
 impl Active {
     /// Builds the verifier; fails for a configuration that cannot serve.
     pub(crate) fn new(config: Config) -> Result<Active, ConfigError> {
-        let default_verifier = Arc::new(config.verifier()?);
+        let verifier = Arc::new(config.verifier()?);
         Ok(Active {
             config: Arc::new(config),
-            default_verifier,
-            by_id: Mutex::new(HashMap::new()),
+            verifier,
         })
     }
 
@@ -59,25 +47,9 @@ impl Active {
         }
     }
 
-    /// The verifier that writes `authserv_id` into its headers.
-    pub(crate) fn verifier(&self, authserv_id: &str) -> Result<Arc<Verifier>, Error> {
-        if authserv_id == self.config.verifier.authserv_id {
-            return Ok(Arc::clone(&self.default_verifier));
-        }
-        let mut by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(verifier) = by_id.get(authserv_id) {
-            return Ok(Arc::clone(verifier));
-        }
-        if by_id.len() >= MAX_EXTRA_IDS {
-            tracing::warn!(
-                authserv_id,
-                "too many distinct MTA host names (macro j); set authserv_id"
-            );
-            return Ok(Arc::clone(&self.default_verifier));
-        }
-        let verifier = Arc::new(self.config.verifier_with_id(authserv_id)?);
-        by_id.insert(authserv_id.to_string(), Arc::clone(&verifier));
-        Ok(verifier)
+    /// The verifier.
+    pub(crate) fn verifier(&self) -> Arc<Verifier> {
+        Arc::clone(&self.verifier)
     }
 }
 

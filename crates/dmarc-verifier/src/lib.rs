@@ -60,7 +60,7 @@ pub use record::{DmarcRecord, Policy};
 pub use verdict::{
     DkimCheck, DkimResult, DmarcResult, Evaluation, SpfCheck, SpfResult, SpfScope, Verdict,
 };
-pub use verifier::Verifier;
+pub use verifier::{Verifier, VerifyOptions};
 
 /// The workspace README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -27,6 +27,17 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+/// Per-message settings of [`Verifier::verify_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The authserv-id for this message's Authentication-Results (default:
+    /// the configured one). A milter serving several MTA host names (macro
+    /// `j`) keeps one verifier, and one DNS cache, for all of them.
+    pub authserv_id: Option<String>,
+    /// The sampling draw 0-99 (default: the configured one, else random).
+    pub draw: Option<u8>,
+}
+
 /// Checks messages against SPF, DKIM and DMARC.
 ///
 /// Build one per configuration and share it (it holds the resolver and the
@@ -133,16 +144,43 @@ impl Verifier {
     /// # Ok(()) }
     /// ```
     pub async fn verify(&self, envelope: &Envelope, message: &[u8]) -> Verdict {
-        let draw = self
-            .config
-            .pct_draw
-            .unwrap_or_else(|| rand::random_range(0..100u8));
-        self.verify_with_draw(envelope, message, draw).await
+        self.verify_with(envelope, message, &VerifyOptions::default())
+            .await
+    }
+
+    /// [`Verifier::verify`] with per-message settings.
+    pub async fn verify_with(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        options: &VerifyOptions,
+    ) -> Verdict {
+        let draw = options
+            .draw
+            .or(self.config.pct_draw)
+            .unwrap_or_else(|| rand::random_range(0..100u8))
+            .min(99);
+        let authserv_id = options
+            .authserv_id
+            .as_deref()
+            .unwrap_or(&self.config.authserv_id);
+        self.run(envelope, message, draw, authserv_id).await
     }
 
     /// [`Verifier::verify`] with a given sampling draw (0-99; the message is
     /// sampled when `draw < pct`), for deterministic tests and tools.
     pub async fn verify_with_draw(&self, envelope: &Envelope, message: &[u8], draw: u8) -> Verdict {
+        self.run(envelope, message, draw.min(99), &self.config.authserv_id)
+            .await
+    }
+
+    async fn run(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        draw: u8,
+        authserv_id: &str,
+    ) -> Verdict {
         let trail = Trail::default();
         let raw = to_crlf(message);
         let parsed = AuthenticatedMessage::parse(&raw);
@@ -188,7 +226,7 @@ impl Verifier {
             Err(error) => trail.decide(format!("no Author Domain: {error}")),
         }
 
-        self.conclude(spf, dkim, authors, evaluations, shadow, trail)
+        self.conclude(authserv_id, spf, dkim, authors, evaluations, shadow, trail)
     }
 
     /// Starts, at once, the lookups every message needs first: the SPF
@@ -742,8 +780,10 @@ impl Verifier {
     }
 
     /// Combines the evaluations into the verdict and formats the header.
+    #[allow(clippy::too_many_arguments)]
     fn conclude(
         &self,
+        authserv_id: &str,
         spf: SpfCheck,
         dkim: Vec<DkimCheck>,
         authors: Result<Vec<String>, FromError>,
@@ -751,7 +791,7 @@ impl Verifier {
         shadow: Vec<ShadowDifference>,
         trail: Trail,
     ) -> Verdict {
-        let mut ar = AuthResults::new(&self.config.authserv_id);
+        let mut ar = AuthResults::new(authserv_id);
         ar.push(auth_results::spf_resinfo(&spf));
         if dkim.is_empty() {
             ar.push(auth_results::dkim_none_resinfo());

@@ -236,10 +236,7 @@ async fn thousand_from_mailboxes_of_distinct_domains() {
     let mailboxes: Vec<String> = (0..1000)
         .map(|i| format!("u{i} <u{i}@d{i}.example>"))
         .collect();
-    let head = format!(
-        "From: ceo@example.com, {}\r\n",
-        mailboxes.join(",\r\n ")
-    );
+    let head = format!("From: ceo@example.com, {}\r\n", mailboxes.join(",\r\n "));
     let cost = bomb("1,000 From domains", message_with(&head)).await;
     assert_eq!(
         cost.verdict.author_domains,

@@ -732,3 +732,31 @@ async fn an_ipv4_mapped_client_is_checked_as_ipv4() {
     assert_eq!(verdict.spf.result, SpfResult::Pass, "{}", explain(&verdict));
     assert_eq!(verdict.dmarc, DmarcResult::Pass);
 }
+
+#[tokio::test]
+async fn the_authserv_id_can_be_given_per_message() {
+    let (_dns, verifier) = setup(&zone(BASE), |_| {}).await;
+    let options = dmarc_verifier::VerifyOptions {
+        authserv_id: Some("mx2.example.net".into()),
+        draw: Some(0),
+    };
+    let verdict = verifier
+        .verify_with(
+            &envelope("192.0.2.5", "user@example.com"),
+            &message("user@example.com"),
+            &options,
+        )
+        .await;
+    assert!(verdict
+        .authentication_results
+        .starts_with("mx2.example.net;\n\tspf=pass"));
+    let verdict = verifier
+        .verify(
+            &envelope("192.0.2.5", "user@example.com"),
+            &message("user@example.com"),
+        )
+        .await;
+    assert!(verdict
+        .authentication_results
+        .starts_with("mx.test;\n\tspf=pass"));
+}
