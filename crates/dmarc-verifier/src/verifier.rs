@@ -467,8 +467,10 @@ impl Verifier {
         }
     }
 
-    /// Checks the alignment of `identifier` with the Author Domain; `None`
+    /// Checks the alignment of `identifier` with the Author Domain and
+    /// writes the conclusion, prefixed with `what`, to the trail; `None`
     /// when a DNS failure left it undecided.
+    #[allow(clippy::too_many_arguments)]
     async fn align(
         &self,
         method: DiscoveryMethod,
@@ -476,18 +478,26 @@ impl Verifier {
         identifier: &str,
         author: &str,
         author_org: &str,
+        what: &str,
         trail: &Trail,
     ) -> Option<Alignment> {
-        match mode {
-            AlignmentMode::Strict => Some(Alignment::strict(identifier, author)),
-            AlignmentMode::Relaxed if identifier == author => Some(Alignment::relaxed(
-                identifier, author_org, author, author_org,
-            )),
+        let alignment = match mode {
+            AlignmentMode::Strict => Alignment::strict(identifier, author),
+            AlignmentMode::Relaxed if identifier == author => {
+                Alignment::relaxed(identifier, author_org, author, author_org)
+            }
             AlignmentMode::Relaxed => {
                 let org = self.org_of(method, identifier, trail).await?;
-                Some(Alignment::relaxed(identifier, &org, author, author_org))
+                Alignment::relaxed(identifier, &org, author, author_org)
             }
-        }
+        };
+        let verdict = if alignment.aligned {
+            "aligned"
+        } else {
+            "not aligned"
+        };
+        trail.decide(format!("{what}: {verdict} ({})", alignment.explain()));
+        Some(alignment)
     }
 
     /// The DMARC evaluation of one Author Domain.
@@ -562,6 +572,7 @@ impl Verifier {
         let author_org = discovered.org_domain.as_str();
         let mut temperror_candidate: Option<(&str, TempErrorAction)> = None;
         if !spf.domain.is_empty() && matches!(spf.result, SpfResult::Pass | SpfResult::TempError) {
+            let what = format!("SPF {} for {}", spf.result.as_str(), spf.domain);
             match self
                 .align(
                     method,
@@ -569,22 +580,12 @@ impl Verifier {
                     &spf.domain,
                     author,
                     author_org,
+                    &what,
                     trail,
                 )
                 .await
             {
                 Some(alignment) => {
-                    trail.decide(format!(
-                        "SPF {} for {}: {} ({})",
-                        spf.result.as_str(),
-                        spf.domain,
-                        if alignment.aligned {
-                            "aligned"
-                        } else {
-                            "not aligned"
-                        },
-                        alignment.explain()
-                    ));
                     if alignment.aligned && spf.result == SpfResult::Pass {
                         evaluation.spf_aligned = true;
                     }
@@ -602,6 +603,7 @@ impl Verifier {
             {
                 continue;
             }
+            let what = format!("DKIM {} for d={}", check.result.as_str(), check.domain);
             match self
                 .align(
                     method,
@@ -609,22 +611,12 @@ impl Verifier {
                     &check.domain,
                     author,
                     author_org,
+                    &what,
                     trail,
                 )
                 .await
             {
                 Some(alignment) => {
-                    trail.decide(format!(
-                        "DKIM {} for d={}: {} ({})",
-                        check.result.as_str(),
-                        check.domain,
-                        if alignment.aligned {
-                            "aligned"
-                        } else {
-                            "not aligned"
-                        },
-                        alignment.explain()
-                    ));
                     if alignment.aligned && check.result == DkimResult::Pass {
                         evaluation.dkim_aligned = true;
                     }

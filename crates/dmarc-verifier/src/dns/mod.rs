@@ -275,11 +275,7 @@ impl Dns {
     /// Asks the resolver for the TXT records at `key` and caches the answer.
     async fn resolve_txt(&self, key: &str) -> Result<(TxtAnswer, Instant), DnsFailure> {
         let name = key.trim_end_matches('.');
-        let query = Name::from_ascii(key).map_err(|e| DnsFailure {
-            name: name.to_string(),
-            reason: format!("invalid name: {e}"),
-            transient: false,
-        })?;
+        let query = query_name(key)?;
         let (answer, expires) = match self.authenticator.resolver().txt_lookup(query).await {
             Ok(lookup) => {
                 let records: Vec<Vec<u8>> = lookup
@@ -385,11 +381,7 @@ impl Dns {
 
     async fn resolve_exists(&self, key: &str) -> Result<(bool, Instant), DnsFailure> {
         let name = key.trim_end_matches('.');
-        let query = Name::from_ascii(key).map_err(|e| DnsFailure {
-            name: name.to_string(),
-            reason: format!("invalid name: {e}"),
-            transient: false,
-        })?;
+        let query = query_name(key)?;
         let (exists, expires) = match self
             .authenticator
             .resolver()
@@ -432,6 +424,15 @@ impl Dns {
         };
         Some((answer, Instant::now() + ttl))
     }
+}
+
+/// `key` as a DNS name, or a permanent failure when it is not one.
+fn query_name(key: &str) -> Result<Name, DnsFailure> {
+    Name::from_ascii(key).map_err(|e| DnsFailure {
+        name: key.trim_end_matches('.').to_string(),
+        reason: format!("invalid name: {e}"),
+        transient: false,
+    })
 }
 
 fn fqdn(name: &str) -> String {
