@@ -33,7 +33,7 @@
 //! happened is in the verdict.
 
 #![warn(missing_docs)]
-#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 pub mod alignment;
 pub mod auth_results;

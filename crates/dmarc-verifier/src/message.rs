@@ -197,7 +197,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
                 if i == start {
                     return Err(unparseable(format!("unexpected character {c:?}")));
                 }
-                tokens.push(Token::Atom(chars[start..i].iter().collect()));
+                let atom = chars.get(start..i).unwrap_or_default();
+                tokens.push(Token::Atom(atom.iter().collect()));
             }
         }
     }
