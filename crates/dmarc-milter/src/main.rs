@@ -6,6 +6,13 @@
 //! `--check-config`; 1 when the socket cannot be opened or the milter
 //! fails; 2 for a configuration that is refused.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use clap::Parser;
 use dmarc_milter::{config::DEFAULT_CONFIG_PATH, reload_channel, Config, MilterListener};
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
