@@ -271,17 +271,47 @@ async fn thousand_from_mailboxes_of_one_domain() {
     assert_rejected_for_example_com("1,000 From mailboxes, one domain", &cost.verdict);
 }
 
+/// The relaxed SHA-256 body hash of the bombs' body (`Hello.` CRLF):
+/// mail-auth looks a signature's key up only when its body hash matches.
+const BODY_HASH: &str = "yZQq1c8wjBl0fZ4Wc/oraMCAG1mZJv5v/hlvyFy+t6A=";
+
 /// `count` DKIM-Signature fields of example.com, each with its own
-/// selector (none of which has a key).
+/// selector (none of which has a key), each with the right body hash.
 fn dkim_bomb(count: usize) -> Vec<u8> {
     let mut head = String::new();
     for i in 0..count {
         head.push_str(&format!(
-            "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=s{i};\r\n\th=from:to:subject; bh=frcCV1k9oG9oKj3dpUqdJg1PxRT2RSN/XKdLCPjaYaY=;\r\n\tb=dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgYnV0IGl0IGlzIGJhc2U2NA==\r\n"
+            "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=s{i};\r\n\th=from:to:subject; bh={BODY_HASH};\r\n\tb=dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgYnV0IGl0IGlzIGJhc2U2NA==\r\n"
         ));
     }
     head.push_str("From: ceo@example.com\r\n");
     message_with(&head)
+}
+
+/// 1,000 signatures with example.com's real key (s2048, so one key
+/// look-up, cached) and the right body hash, each covering 1,000
+/// Received fields: a million header fields to canonicalize and hash, and
+/// 1,000 RSA verifications that fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_dkim_signatures_each_hashing_a_thousand_fields() {
+    let h = vec!["received"; 1000].join(":");
+    let mut head = String::new();
+    for _ in 0..1000 {
+        head.push_str(&format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=s2048;\r\n\th={h}:from;\r\n\tbh={BODY_HASH};\r\n\tb=dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgYnV0IGl0IGlzIGJhc2U2NA==\r\n"
+        ));
+    }
+    for i in 0..1000 {
+        head.push_str(&format!("Received: from h{i}.example.net by mx\r\n"));
+    }
+    head.push_str("From: ceo@example.com\r\n");
+    let cost = bomb(
+        "1,000 signatures x 1,000 hashed fields",
+        message_with(&head),
+    )
+    .await;
+    assert_rejected_for_example_com("1,000 signatures x 1,000 hashed fields", &cost.verdict);
+    assert_eq!(cost.verdict.dkim.len(), 1000);
 }
 
 /// 1,000 DKIM signatures: the message is still rejected, in bounded time
@@ -320,4 +350,45 @@ async fn dkim_signatures_checked_are_capped() {
         "{} DNS questions for one message",
         cost.dns_questions
     );
+}
+
+/// A label of `n` distinct non-ASCII characters (punycode's worst case:
+/// each code point is a separate round of the encoder).
+fn non_ascii_label(n: usize) -> String {
+    (0..n)
+        .filter_map(|i| char::from_u32(0x4e00 + u32::try_from(i % 20_000).unwrap_or(0)))
+        .collect()
+}
+
+/// A From domain of 100,000 non-ASCII characters: IDNA conversion must
+/// refuse it (a label is at most 63 octets) without quadratic work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_character_idn_from_domain() {
+    let head = format!("From: ceo@{}.example\r\n", non_ascii_label(100_000));
+    let cost = bomb("100,000-character IDN From domain", message_with(&head)).await;
+    assert!(matches!(
+        cost.verdict.author_domains,
+        Err(FromError::Unparseable(_))
+    ));
+    assert_eq!(cost.verdict.disposition, Disposition::Reject);
+}
+
+/// An incoming Authentication-Results whose authserv-id is 100,000
+/// non-ASCII characters: checking whether it claims ours is bounded.
+#[test]
+fn hundred_thousand_character_idn_authserv_id() {
+    let value = format!("{}; dmarc=pass", non_ascii_label(100_000));
+    let broken = non_ascii_label(100_000);
+    let start = Instant::now();
+    assert!(!dmarc_verifier::auth_results::claims_authserv_id(
+        &value,
+        "mx.example.net"
+    ));
+    assert!(!dmarc_verifier::auth_results::claims_authserv_id(
+        &broken,
+        "mx.example.net"
+    ));
+    let took = start.elapsed();
+    println!("bomb 100,000-character IDN authserv-id: {took:?}");
+    assert!(took < DEADLINE, "{took:?}");
 }
