@@ -319,7 +319,7 @@ quiet_gate() {
 meta_line() {
     local commit dirty
     commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=$(git -C "$REPO" status --short 2>/dev/null | grep -v '^??' | awk '{print $2}' | tr '\n' ' ')
+    dirty=$(git -C "$REPO" status --short 2>/dev/null | { grep -v '^??' || true; } | awk '{print $2}' | tr '\n' ' ')
     printf '{"bench":"meta","commit":"%s","modified":"%s","nproc":%d,"cpu":"%s","mem_gib":%s,"kernel":"%s","rustc":"%s","postfix":"%s","opendkim":"%s","opendmarc":"%s","unbound":"%s","loadavg":"%s","date":"%s"}\n' \
         "$commit" "$dirty" "$(nproc)" \
         "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \

@@ -47,7 +47,7 @@ for target in $targets; do
         failed+=("$target")
         tail -40 "$log" >&2
     fi
-    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+ +DONE' \
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+[[:space:]]+DONE' \
         "$log" | sed "s/^/  $target: /" || true
 done
 
