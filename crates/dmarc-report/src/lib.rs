@@ -14,6 +14,9 @@
     clippy::panic
 )]
 
+pub mod aggregate;
+pub mod deliver;
+pub mod failure;
 pub mod model;
 pub mod store;
 
