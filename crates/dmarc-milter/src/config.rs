@@ -58,6 +58,7 @@ pub const KEYS: &[&str] = &[
     "invalid_from_result",
     "invalid_from_disposition",
     "max_author_domains",
+    "max_dkim_signatures",
     "allow_rsa_sha1",
     "min_rsa_key_bits",
     "max_message_size",
@@ -367,6 +368,9 @@ impl Config {
         }
         if let Some(max) = raw.integer("max_author_domains", 1, 100)? {
             verifier.max_author_domains = max;
+        }
+        if let Some(max) = raw.integer("max_dkim_signatures", 1, 100)? {
+            verifier.max_dkim_signatures = max;
         }
         if let Some(allow) = raw.boolean("allow_rsa_sha1")? {
             verifier.allow_rsa_sha1 = allow;

@@ -16,7 +16,16 @@ pub(crate) struct MessageBuffer {
     size: usize,
     header: Vec<u8>,
     body: Vec<u8>,
+    /// The raw values of the From fields (only the first once the header
+    /// section went over the cap).
     from_values: Vec<Vec<u8>>,
+    /// The first From field as a CRLF line, kept whatever the cap: the
+    /// header-only verdict of an oversized message needs it.
+    first_from: Vec<u8>,
+    /// From fields seen, kept or not.
+    from_fields: usize,
+    /// DKIM-Signature fields seen, kept or not.
+    dkim_fields: usize,
     headers_complete: bool,
     body_complete: bool,
     /// Authentication-Results fields seen so far.
@@ -34,6 +43,9 @@ impl MessageBuffer {
             header: Vec::new(),
             body: Vec::new(),
             from_values: Vec::new(),
+            first_from: Vec::new(),
+            from_fields: 0,
+            dkim_fields: 0,
             headers_complete: true,
             body_complete: true,
             auth_results_seen: 0,
@@ -64,26 +76,35 @@ impl MessageBuffer {
                 self.delete.push(self.auth_results_seen);
             }
         }
+        let is_from = name.eq_ignore_ascii_case(b"from");
+        if is_from {
+            self.from_fields = self.from_fields.saturating_add(1);
+            if self.from_fields == 1 {
+                // One field is at most one milter packet, so this is bounded
+                // whatever the cap.
+                push_field(&mut self.first_from, name, value, leading_space);
+            }
+        }
+        if name.eq_ignore_ascii_case(b"dkim-signature") {
+            self.dkim_fields = self.dkim_fields.saturating_add(1);
+        }
         self.size = self.size.saturating_add(name.len() + value.len() + 4);
         if !self.headers_complete || self.size > self.cap {
             if self.headers_complete {
                 self.headers_complete = false;
                 self.body_complete = false;
                 self.header = Vec::new();
-                self.from_values = Vec::new();
+                self.from_values.truncate(1);
+            }
+            if is_from && self.from_values.is_empty() {
+                self.from_values.push(value.to_vec());
             }
             return;
         }
-        if name.eq_ignore_ascii_case(b"from") {
+        if is_from {
             self.from_values.push(value.to_vec());
         }
-        self.header.extend_from_slice(name);
-        self.header.push(b':');
-        if !leading_space {
-            self.header.push(b' ');
-        }
-        push_crlf(&mut self.header, value);
-        self.header.extend_from_slice(b"\r\n");
+        push_field(&mut self.header, name, value, leading_space);
     }
 
     /// Adds a body chunk (CRLF line ends, as the milter protocol sends it).
@@ -111,6 +132,11 @@ impl MessageBuffer {
         self.headers_complete
     }
 
+    /// DKIM-Signature fields received, kept or not.
+    pub(crate) fn dkim_fields(&self) -> usize {
+        self.dkim_fields
+    }
+
     /// Bytes received.
     pub(crate) fn size(&self) -> usize {
         self.size
@@ -132,13 +158,39 @@ impl MessageBuffer {
 
     /// The message as the verifier reads it: the header fields as
     /// received, an empty line and the body kept, all in CRLF.
+    ///
+    /// When the header section itself went over the cap, only what a
+    /// header-only verdict needs: the first From field, twice when more
+    /// than one came (so the verifier still sees a repeated From, RFC 5322
+    /// §3.6, and gives `multiple-from`), and no body.
     pub(crate) fn raw(&self) -> Vec<u8> {
+        if !self.headers_complete {
+            let mut raw = Vec::with_capacity(2 * self.first_from.len() + 2);
+            raw.extend_from_slice(&self.first_from);
+            if self.from_fields > 1 {
+                raw.extend_from_slice(&self.first_from);
+            }
+            raw.extend_from_slice(b"\r\n");
+            return raw;
+        }
         let mut raw = Vec::with_capacity(self.header.len() + 2 + self.body.len());
         raw.extend_from_slice(&self.header);
         raw.extend_from_slice(b"\r\n");
         raw.extend_from_slice(&self.body);
         raw
     }
+}
+
+/// Appends `name: value` and CRLF; without the leading-space option the MTA
+/// removed the space after the colon, which is put back.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], leading_space: bool) {
+    out.extend_from_slice(name);
+    out.push(b':');
+    if !leading_space {
+        out.push(b' ');
+    }
+    push_crlf(out, value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `bytes` with every bare LF turned into CRLF: the one place that
@@ -222,5 +274,30 @@ mod tests {
         assert!(!h.headers_complete() && h.is_truncated());
         assert_eq!(h.deletions(), vec![1]);
         assert_eq!(h.raw(), b"\r\n");
+    }
+
+    /// The From field survives a header section over the cap (the
+    /// header-only verdict needs it), and a second From is still seen.
+    #[test]
+    fn keeps_the_first_from_over_the_cap() {
+        let mut m = MessageBuffer::new(100);
+        m.add_header(b"From", b"ceo@example.com", false, "mx", false);
+        m.add_header(b"X-Pad", &[b'p'; 200], true, "mx", false);
+        m.add_header(b"DKIM-Signature", b" v=1; d=example.com", true, "mx", false);
+        assert!(!m.headers_complete());
+        assert_eq!(m.raw(), b"From: ceo@example.com\r\n\r\n");
+        assert_eq!(m.author_fields(), vec![b"ceo@example.com".as_slice()]);
+        assert_eq!(m.dkim_fields(), 1);
+        m.add_header(b"From", b" ceo@other.example", true, "mx", false);
+        assert_eq!(
+            m.raw(),
+            b"From: ceo@example.com\r\nFrom: ceo@example.com\r\n\r\n"
+        );
+
+        let mut late = MessageBuffer::new(100);
+        late.add_header(b"X-Pad", &[b'p'; 200], true, "mx", false);
+        late.add_header(b"From", b" ceo@example.com", true, "mx", false);
+        assert_eq!(late.raw(), b"From: ceo@example.com\r\n\r\n");
+        assert_eq!(late.author_fields(), vec![b" ceo@example.com".as_slice()]);
     }
 }

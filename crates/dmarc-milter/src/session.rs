@@ -385,12 +385,13 @@ impl Session {
     }
 
     /// A message over `max_message_size`: its body was not kept, so DKIM
-    /// signatures cannot be verified. SPF and DMARC are checked on the
-    /// header; each signature is reported `dkim=permerror reason="message
-    /// too large"`. The message is accepted unless the verdict did not
-    /// depend on DKIM (no signature: the header-only verdict is complete).
-    /// DMARC passes only through aligned SPF; otherwise the result is
-    /// `dmarc=none reason="message too large"`.
+    /// signatures cannot be verified. SPF and DMARC are checked on what was
+    /// kept (the whole header, or, when the header section alone was over
+    /// the cap, its From field). An unsigned message gets its ordinary
+    /// verdict: From and SPF need no body. A signed one gets
+    /// `dkim=permerror reason="message too large"` for each signature and
+    /// is accepted; DMARC passes only through aligned SPF, otherwise the
+    /// result is `dmarc=none reason="message too large"`.
     async fn decide_truncated(
         &self,
         t: &Transaction,
@@ -409,17 +410,10 @@ impl Session {
             max_message_size = config.max_message_size,
             "message larger than max_message_size: DKIM not verified; set max_message_size to at least Postfix's message_size_limit"
         );
-        if !t.buffer.headers_complete() {
-            return Outcome {
-                delete,
-                auth_results: single_result(&t.authserv_id, "none", TOO_LARGE),
-                action: Action::Accept,
-            };
-        }
         let verdict = verifier
             .verify_with(envelope, &t.buffer.raw(), &verify_options(t))
             .await;
-        if verdict.dkim.is_empty() {
+        if verdict.dkim.is_empty() && t.buffer.dkim_fields() == 0 {
             let action = self.action_for(&verdict, config);
             log_verdict(queue_id, client, &verdict, &action, config);
             return Outcome {
@@ -435,6 +429,10 @@ impl Session {
             check.result = DkimResult::PermError;
             check.reason = Some(TOO_LARGE.to_string());
             ar.push(auth_results::dkim_resinfo(&check));
+        }
+        if verdict.dkim.is_empty() {
+            // The signatures were in the part of the header not kept.
+            ar.push(format!("dkim=permerror reason=\"{TOO_LARGE}\""));
         }
         let spf_pass = !verdict.evaluations.is_empty()
             && verdict

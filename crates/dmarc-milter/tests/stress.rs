@@ -811,23 +811,14 @@ async fn messages_over_the_cap_are_capped_in_memory() {
     stop_drained(milter).await;
 }
 
-/// KNOWN BUG (run with DMARC_KNOWN_BUGS=1): when the header section alone
-/// is larger than `max_message_size`, the milter forgets the From field it
-/// already kept (`MessageBuffer::add_header` clears `from_values` once over
-/// the cap) and `decide_truncated` accepts the message with
-/// `dmarc=none reason="message too large"`, whatever the domain's policy.
-/// An unsigned forged message for a `p=reject` domain, padded with 70 KiB
-/// of header fields after its From, is delivered when `max_message_size`
-/// is 64k. The README says an unsigned large message "is judged on its
-/// header as usual": From and SPF need no body, so it should get 550.
-/// Only configurations with `max_message_size` below what Postfix lets
-/// through are exposed (the default 64M is above Postfix's 10 MB).
+/// When the header section alone was larger than `max_message_size`, the
+/// milter used to forget the From field it had kept and accept the message
+/// with `dmarc=none reason="message too large"`, whatever the domain's
+/// policy: an unsigned forged message for a `p=reject` domain, padded with
+/// 70 KiB of header fields after its From, was delivered when
+/// `max_message_size` was 64k. From and SPF need no body: it gets 550.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unsigned_forgery_with_a_header_over_the_cap_is_still_judged() {
-    if std::env::var_os("DMARC_KNOWN_BUGS").is_none() {
-        eprintln!("known bug, skipped: set DMARC_KNOWN_BUGS=1 to run");
-        return;
-    }
     let _serial = SERIAL.lock().await;
     let milter = Milter::start("max_message_size = \"64k\"").await;
     let mut headers = forged_headers();

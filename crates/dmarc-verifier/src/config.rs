@@ -73,6 +73,13 @@ pub struct VerifierConfig {
     pub invalid_from_disposition: Disposition,
     /// The most distinct Author Domains evaluated in one From (default 5).
     pub max_author_domains: usize,
+    /// The most DKIM signatures checked in one message (default 5; OpenDKIM's
+    /// `MaximumSignaturesToVerify` is 3). Signatures whose `d=` shares the
+    /// Organizational Domain (by the Public Suffix List) of an Author Domain
+    /// go first, as only those can give DMARC an aligned pass; the rest in
+    /// header order. The ones left over get one summary result
+    /// (`dkim=policy`), no DNS question and no key look-up.
+    pub max_dkim_signatures: usize,
     /// Accept `rsa-sha1` signatures (default: no, RFC 8301 §3.1).
     pub allow_rsa_sha1: bool,
     /// Smallest RSA key accepted, in bits (default 1024, RFC 8301 §3.2).
@@ -98,6 +105,7 @@ impl Default for VerifierConfig {
             invalid_from_result: InvalidFromResult::PermError,
             invalid_from_disposition: Disposition::Reject,
             max_author_domains: 5,
+            max_dkim_signatures: 5,
             allow_rsa_sha1: false,
             min_rsa_key_bits: 1024,
             dns: DnsConfig::default(),
@@ -147,6 +155,13 @@ impl VerifierConfig {
         if self.max_author_domains == 0 {
             return Err(Error::Config {
                 key: "max_author_domains",
+                value: "0".to_string(),
+                expected: "at least 1",
+            });
+        }
+        if self.max_dkim_signatures == 0 {
+            return Err(Error::Config {
+                key: "max_dkim_signatures",
                 value: "0".to_string(),
                 expected: "at least 1",
             });

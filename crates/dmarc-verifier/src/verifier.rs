@@ -19,8 +19,11 @@ use crate::{
     Error,
 };
 use mail_auth::{
-    crypto::Algorithm, dkim::DomainKey, spf::verify::SpfParameters, spf::SpfRecord,
-    AuthenticatedMessage, DkimResult as MaDkim, Parameters, SpfResult as MaSpf,
+    crypto::Algorithm,
+    dkim::{DkimError, DomainKey},
+    spf::verify::SpfParameters,
+    spf::SpfRecord,
+    AuthenticatedMessage, DkimResult as MaDkim, Error as MaError, Parameters, SpfResult as MaSpf,
 };
 use std::{
     borrow::Cow,
@@ -37,6 +40,11 @@ pub struct VerifyOptions {
     /// The sampling draw 0-99 (default: the configured one, else random).
     pub draw: Option<u8>,
 }
+
+/// The error mail-auth is given for a DKIM signature set aside by
+/// `max_dkim_signatures` (mail-auth never reports it for an unparsed
+/// signature, so it marks ours).
+const SET_ASIDE: DkimError = DkimError::SignatureExpired;
 
 /// Checks messages against SPF, DKIM and DMARC.
 ///
@@ -183,7 +191,7 @@ impl Verifier {
     ) -> Verdict {
         let trail = Trail::default();
         let raw = to_crlf(message);
-        let parsed = AuthenticatedMessage::parse(&raw);
+        let mut parsed = AuthenticatedMessage::parse(&raw);
         let view = MessageView::new(&self.dns.cache, &trail);
 
         let from_values: Vec<&[u8]> = parsed
@@ -197,6 +205,9 @@ impl Verifier {
             })
             .unwrap_or_default();
         let authors = author_domains(&from_values, self.config.max_author_domains);
+        let unchecked = parsed
+            .as_mut()
+            .map_or(0, |m| self.cap_dkim_signatures(m, &authors, &trail));
 
         // The first lookups of SPF, DKIM and DMARC go out together, and
         // concurrent messages share them (see Dns::prefetch).
@@ -204,7 +215,7 @@ impl Verifier {
             .await;
         let (spf, dkim) = tokio::join!(
             self.check_spf(envelope, &view, &trail),
-            self.check_dkim(parsed.as_ref(), &view, &trail)
+            self.check_dkim(parsed.as_ref(), unchecked, &view, &trail)
         );
 
         let mut evaluations = Vec::new();
@@ -349,9 +360,67 @@ impl Verifier {
         }
     }
 
+    /// Keeps at most `max_dkim_signatures` DKIM signatures in `message`,
+    /// those whose `d=` shares an Author Domain's Organizational Domain
+    /// first (only they can give an aligned pass, RFC 9989 §4.4.1), then
+    /// the others in header order. Returns how many were set aside; mail-auth
+    /// reports each as a neutral `SignatureExpired` without its signature,
+    /// which [`Verifier::check_dkim`] folds into one summary result.
+    fn cap_dkim_signatures(
+        &self,
+        message: &mut AuthenticatedMessage<'_>,
+        authors: &Result<Vec<String>, FromError>,
+        trail: &Trail,
+    ) -> usize {
+        let max = self.config.max_dkim_signatures;
+        let count = message.dkim_signatures().len();
+        if count <= max {
+            return 0;
+        }
+        let author_orgs: Vec<String> = authors
+            .iter()
+            .flatten()
+            .map(|author| self.psl.org_domain(author))
+            .collect();
+        let related: Vec<bool> = message
+            .dkim_signatures()
+            .iter()
+            .map(|sig| {
+                let domain = sig.header.d.trim_end_matches('.').to_ascii_lowercase();
+                let org = self.psl.org_domain(&domain);
+                author_orgs.contains(&org)
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..count).collect();
+        // Stable: header order within each group.
+        order.sort_by_key(|&i| !related.get(i).copied().unwrap_or(false));
+        let mut keep = vec![false; count];
+        for &i in order.iter().take(max) {
+            if let Some(slot) = keep.get_mut(i) {
+                *slot = true;
+            }
+        }
+        let mut index = 0;
+        message.retain_dkim_signatures(|_| {
+            let kept = keep.get(index).copied().unwrap_or(false);
+            index += 1;
+            if kept {
+                Ok(())
+            } else {
+                Err(SET_ASIDE)
+            }
+        });
+        let unchecked = count - max;
+        trail.decide(format!(
+            "{count} DKIM signatures: checking {max}, {unchecked} set aside (max_dkim_signatures)"
+        ));
+        unchecked
+    }
+
     async fn check_dkim(
         &self,
         message: Option<&AuthenticatedMessage<'_>>,
+        set_aside: usize,
         view: &MessageView<'_>,
         trail: &Trail,
     ) -> Vec<DkimCheck> {
@@ -363,8 +432,28 @@ impl Verifier {
             .authenticator
             .verify_dkim(Parameters::new(message).with_cache(view))
             .await;
-        let mut checks = Vec::with_capacity(outputs.len());
+        let max = self.config.max_dkim_signatures;
+        // mail-auth lists the signatures it could not parse first (each a
+        // neutral result without a signature), then the checked ones. Keep
+        // every checked one, fill the remaining places with unparseable
+        // ones, and summarise the rest in one result.
+        let checked = outputs.iter().filter(|o| o.signature().is_some()).count();
+        let mut unparseable_room = max.saturating_sub(checked);
+        let mut not_shown = 0usize;
+        let mut checks = Vec::with_capacity(outputs.len().min(max + 1));
         for output in &outputs {
+            if output.signature().is_none() {
+                let ours = set_aside > 0
+                    && matches!(output.result(), MaDkim::Neutral(MaError::Dkim(e)) if *e == SET_ASIDE);
+                if ours {
+                    continue;
+                }
+                if unparseable_room == 0 {
+                    not_shown += 1;
+                    continue;
+                }
+                unparseable_room -= 1;
+            }
             let (mut result, mut reason) = match output.result() {
                 MaDkim::Pass => (DkimResult::Pass, None),
                 MaDkim::Neutral(e) => (DkimResult::Neutral, Some(e.to_string())),
@@ -438,6 +527,21 @@ impl Verifier {
                 key_bits,
                 b_prefix: dkim_key::b_prefix(&signature.b),
                 reason,
+            });
+        }
+        let skipped = set_aside + not_shown;
+        if skipped > 0 {
+            trail.decide(format!("{skipped} DKIM signatures not checked"));
+            checks.push(DkimCheck {
+                result: DkimResult::Policy,
+                domain: String::new(),
+                selector: String::new(),
+                algorithm: String::new(),
+                key_bits: None,
+                b_prefix: String::new(),
+                reason: Some(format!(
+                    "{skipped} more signatures not checked (limit {max})"
+                )),
             });
         }
         checks

@@ -9,9 +9,6 @@
 //! allocator; the input itself is allocated before), and the DNS questions
 //! asked. The assertions on time and memory are generous: they turn a hang
 //! or an unbounded allocation into a failure, they do not measure speed.
-//!
-//! Tests of known bugs, which fail today, run only with
-//! `DMARC_KNOWN_BUGS=1` (see the comment on each).
 
 mod common;
 
@@ -311,7 +308,8 @@ async fn thousand_dkim_signatures_each_hashing_a_thousand_fields() {
     )
     .await;
     assert_rejected_for_example_com("1,000 signatures x 1,000 hashed fields", &cost.verdict);
-    assert_eq!(cost.verdict.dkim.len(), 1000);
+    // Five checked (max_dkim_signatures) and one summary.
+    assert_eq!(cost.verdict.dkim.len(), 6);
 }
 
 /// 1,000 DKIM signatures: the message is still rejected, in bounded time
@@ -329,26 +327,68 @@ async fn thousand_dkim_signatures() {
     let _ = (cost.elapsed, cost.peak_heap);
 }
 
-/// KNOWN BUG (run with DMARC_KNOWN_BUGS=1): every DKIM signature of a
-/// message is checked, each with its own key look-up, with no cap. One
-/// message with 1,000 signatures of distinct selectors makes the verifier
-/// ask 1,000 DNS questions (with a real resolver: 1,000 upstream queries,
-/// each up to `dns.timeout` × `dns.attempts` against a slow server, and
-/// one `dkim=` result per signature in the Authentication-Results we add).
-/// OpenDKIM caps this (`MaximumSignaturesToVerify`, default 3); the verifier
-/// should check at most a small number (this test allows 16) and report
-/// the rest as not checked.
+/// Every DKIM signature used to be checked, each with its own key look-up:
+/// one message with 1,000 signatures of distinct selectors made the
+/// verifier ask 1,000 DNS questions and write 1,000 `dkim=` results into
+/// the Authentication-Results header (121 KB, over Postfix's
+/// `header_size_limit`). Now at most `max_dkim_signatures` (5) are checked
+/// and the rest get one summary result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dkim_signatures_checked_are_capped() {
-    if std::env::var_os("DMARC_KNOWN_BUGS").is_none() {
-        eprintln!("known bug, skipped: set DMARC_KNOWN_BUGS=1 to run");
-        return;
-    }
     let cost = bomb("1,000 DKIM signatures (cap)", dkim_bomb(1000)).await;
     assert!(
-        cost.dns_questions <= 16 + 4,
+        cost.dns_questions <= 5 + 4,
         "{} DNS questions for one message",
         cost.dns_questions
+    );
+    assert_eq!(cost.verdict.dkim.len(), 6, "{:?}", cost.verdict.dkim);
+    let summary = cost.verdict.dkim.last().unwrap();
+    assert_eq!(summary.result, dmarc_verifier::DkimResult::Policy);
+    assert_eq!(
+        summary.reason.as_deref(),
+        Some("995 more signatures not checked (limit 5)")
+    );
+    assert!(
+        cost.verdict.authentication_results.len() < 2_000,
+        "{} bytes of Authentication-Results",
+        cost.verdict.authentication_results.len()
+    );
+    assert_rejected_for_example_com("1,000 DKIM signatures (cap)", &cost.verdict);
+}
+
+/// The cap must not let junk signatures push the author's own signature out:
+/// 20 signatures of another domain stacked above example.com's valid one
+/// still leave DMARC passing, because signatures of the Author Domain's
+/// Organizational Domain are checked first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_signatures_check_the_author_domains_first() {
+    let mut raw = Vec::new();
+    for i in 0..20 {
+        raw.extend_from_slice(format!(
+            "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=attacker.example; s=j{i};\r\n\th=from; bh={BODY_HASH};\r\n\tb=dGhpcyBpcyBub3QgYSBzaWduYXR1cmUgYnV0IGl0IGlzIGJhc2U2NA==\r\n"
+        ).as_bytes());
+    }
+    raw.extend_from_slice(&common::data("dkim-pass-rsa.eml"));
+    let cost = bomb("20 foreign signatures above the author's", raw).await;
+    assert_eq!(cost.verdict.dmarc, DmarcResult::Pass, "{:?}", cost.verdict.dkim);
+    assert_eq!(cost.verdict.disposition, Disposition::Accept);
+    // Checked in header order: four foreign ones, then the author's.
+    let shown: Vec<(&str, &str, &str)> = cost
+        .verdict
+        .dkim
+        .iter()
+        .map(|d| (d.domain.as_str(), d.selector.as_str(), d.result.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("attacker.example", "j0", "neutral"),
+            ("attacker.example", "j1", "neutral"),
+            ("attacker.example", "j2", "neutral"),
+            ("attacker.example", "j3", "neutral"),
+            ("example.com", "s2048", "pass"),
+            ("", "", "policy"),
+        ]
     );
 }
 

@@ -61,6 +61,7 @@ dkim_temperror = "accept"
 invalid_from_result = "none"
 invalid_from_disposition = "quarantine"
 max_author_domains = 2
+max_dkim_signatures = 3
 allow_rsa_sha1 = true
 min_rsa_key_bits = 2048
 max_message_size = "10M"
@@ -109,6 +110,7 @@ ignore_from_domains = ["Example.COM", ".example.org"]
     assert_eq!(v.invalid_from_result, InvalidFromResult::None);
     assert_eq!(v.invalid_from_disposition, Disposition::Quarantine);
     assert_eq!(v.max_author_domains, 2);
+    assert_eq!(v.max_dkim_signatures, 3);
     assert!(v.allow_rsa_sha1);
     assert_eq!(v.min_rsa_key_bits, 2048);
     assert_eq!(config.max_message_size, 10 << 20);
