@@ -12,6 +12,11 @@
 //! README.md and in `examples/dmarc-milter.toml`.
 
 use crate::socket::SocketSpec;
+use dmarc_report::{
+    aggregate::{ReportFormat, ReporterInfo},
+    deliver::Transport,
+    store::StoreLocation,
+};
 use dmarc_verifier::{
     message::normalize_domain, DiscoveryMethod, Disposition, DnsConfig, Enforcement,
     InvalidFromResult, Nameservers, PctMode, TempErrorAction, Verifier, VerifierConfig,
@@ -69,6 +74,21 @@ pub const KEYS: &[&str] = &[
     "skip_authenticated",
     "ignore_hosts",
     "ignore_from_domains",
+    "report_store",
+    "report_queue_size",
+    "report_no_policy",
+    "report_org_name",
+    "report_domain",
+    "report_email",
+    "report_extra_contact_info",
+    "report_format",
+    "report_transport",
+    "report_exclude_domains",
+    "report_max_attempts",
+    "report_retention_days",
+    "failure_reports",
+    "failure_reports_per_hour",
+    "failure_report_content",
 ];
 
 /// Default `max_message_size`: 64 MiB.
@@ -143,6 +163,55 @@ impl DomainPattern {
     }
 }
 
+/// What a failure report carries of the original message (RFC 9991 §5:
+/// privacy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FailureReportContent {
+    /// Its header fields only (`text/rfc822-headers`), the default.
+    #[default]
+    Headers,
+    /// The whole message (`message/rfc822`).
+    Full,
+}
+
+/// Aggregate and failure reporting (`report_*` and `failure_*` keys),
+/// present when `report_store` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportingConfig {
+    /// Where evaluations and outgoing reports are kept (`report_store`).
+    pub store: StoreLocation,
+    /// Evaluations waiting to be written, at most (`report_queue_size`,
+    /// default 10000); beyond, new ones are dropped and counted, mail is
+    /// never slowed.
+    pub queue_size: usize,
+    /// Also record messages whose From domain has no DMARC record
+    /// (`report_no_policy`, default false). They appear in no report.
+    pub record_no_policy: bool,
+    /// Who we are in reports (`report_org_name`, `report_domain`,
+    /// `report_email`, `report_extra_contact_info`).
+    pub reporter: ReporterInfo,
+    /// RFC 9990 or the RFC 7489 schema (`report_format`).
+    pub format: ReportFormat,
+    /// Where report mail goes (`report_transport`, default
+    /// `smtp:127.0.0.1:25`).
+    pub transport: Transport,
+    /// Policy domains never sent reports (`report_exclude_domains`).
+    pub exclude_domains: Vec<DomainPattern>,
+    /// Delivery attempts (report runs) before a report is given up
+    /// (`report_max_attempts`, default 24).
+    pub max_attempts: u32,
+    /// Days evaluations and sent reports are kept (`report_retention_days`,
+    /// default 30).
+    pub retention_days: u32,
+    /// Queue RFC 9991 failure reports (`failure_reports`, default false).
+    pub failure_reports: bool,
+    /// Failure reports to one recipient per hour (`failure_reports_per_hour`,
+    /// default 10).
+    pub failure_reports_per_hour: u64,
+    /// What a failure report carries (`failure_report_content`).
+    pub failure_report_content: FailureReportContent,
+}
+
 /// The validated configuration of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -180,6 +249,8 @@ pub struct Config {
     pub ignore_hosts: Vec<IpNet>,
     /// Author Domains whose mail is not checked.
     pub ignore_from_domains: Vec<DomainPattern>,
+    /// Reporting, when `report_store` is set.
+    pub reporting: Option<ReportingConfig>,
 }
 
 impl Config {
@@ -454,6 +525,8 @@ impl Config {
             None => Vec::new(),
         };
 
+        let reporting = build_reporting(&mut raw, &verifier)?;
+
         if let Some((key, entry)) = raw.entries.iter().next() {
             return Err(raw.error(entry.line, ConfigErrorKind::UnknownKey(key.clone())));
         }
@@ -475,6 +548,7 @@ impl Config {
             skip_authenticated,
             ignore_hosts,
             ignore_from_domains,
+            reporting,
         };
         config
             .verifier
@@ -523,6 +597,151 @@ impl Config {
                 .iter()
                 .all(|d| self.ignore_from_domains.iter().any(|p| p.matches(d)))
     }
+}
+
+/// The `report_*` and `failure_*` keys: `None` without `report_store`
+/// (then no other of them may be set).
+fn build_reporting(
+    raw: &mut RawConfig,
+    verifier: &VerifierConfig,
+) -> Result<Option<ReportingConfig>, ConfigError> {
+    let Some(store_entry) = raw.take("report_store") else {
+        return Ok(None);
+    };
+    let text = raw.string(
+        &store_entry,
+        "report_store",
+        "an SQLite file (\"/var/lib/dmarc-milter/reports.db\" or \"sqlite:/path\") or a postgresql:// URL",
+    )?;
+    let store = if text.starts_with("postgresql://") || text.starts_with("postgres://") {
+        StoreLocation::Postgres(text)
+    } else {
+        let path = text.strip_prefix("sqlite:").unwrap_or(&text);
+        if !path.starts_with('/') {
+            return Err(raw.invalid(
+                &store_entry,
+                "report_store",
+                "an absolute SQLite file name or a postgresql:// URL",
+            ));
+        }
+        StoreLocation::Sqlite(PathBuf::from(path))
+    };
+    let queue_size = raw
+        .integer("report_queue_size", 1, 10_000_000)?
+        .unwrap_or(10_000);
+    let record_no_policy = raw.boolean("report_no_policy")?.unwrap_or(false);
+    let required = |raw: &mut RawConfig, key: &'static str| -> Result<String, ConfigError> {
+        match raw.take(key) {
+            Some(entry) => raw.string(&entry, key, "a non-empty string"),
+            None => Err(raw.error(
+                store_entry.line,
+                ConfigErrorKind::InvalidValue {
+                    key,
+                    value: "(missing)".to_string(),
+                    expected: "set when report_store is set",
+                },
+            )),
+        }
+    };
+    let org_name = required(raw, "report_org_name")?;
+    let email = required(raw, "report_email")?;
+    if !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(raw.error(
+            store_entry.line,
+            ConfigErrorKind::InvalidValue {
+                key: "report_email",
+                value: email,
+                expected: "a mail address",
+            },
+        ));
+    }
+    let domain = match raw.take("report_domain") {
+        Some(entry) => {
+            let text = raw.string(&entry, "report_domain", "a domain name")?;
+            normalize_domain(&text).map_err(|_| raw.invalid(&entry, "report_domain", "a domain name"))?
+        }
+        None => verifier.authserv_id.to_ascii_lowercase(),
+    };
+    let mut reporter = ReporterInfo::new(org_name, domain, email);
+    if let Some(entry) = raw.take("report_extra_contact_info") {
+        reporter.extra_contact_info =
+            Some(raw.string(&entry, "report_extra_contact_info", "a non-empty string")?);
+    }
+    let format = raw
+        .choice(
+            "report_format",
+            &[
+                ("rfc9990", ReportFormat::Rfc9990),
+                ("rfc7489", ReportFormat::Rfc7489),
+            ],
+            "rfc9990 or rfc7489",
+        )?
+        .unwrap_or_default();
+    let transport = match raw.take("report_transport") {
+        Some(entry) => {
+            let text = raw.string(&entry, "report_transport", "smtp:HOST[:PORT] or dir:/PATH")?;
+            Transport::parse(&text)
+                .map_err(|expected| raw.invalid(&entry, "report_transport", expected))?
+        }
+        None => Transport::Smtp {
+            host: "127.0.0.1".to_string(),
+            port: 25,
+        },
+    };
+    let exclude_domains = match raw.take("report_exclude_domains") {
+        Some(entry) => {
+            let expected = "a list of domains such as \"example.com\" or \".example.com\"";
+            let Value::Array(items) = &entry.value else {
+                return Err(raw.invalid(&entry, "report_exclude_domains", expected));
+            };
+            let mut patterns = Vec::new();
+            for item in items {
+                match item.as_str().and_then(parse_domain_pattern) {
+                    Some(pattern) => patterns.push(pattern),
+                    None => {
+                        return Err(raw.invalid_item(
+                            &entry,
+                            item,
+                            "report_exclude_domains",
+                            expected,
+                        ))
+                    }
+                }
+            }
+            patterns
+        }
+        None => Vec::new(),
+    };
+    let max_attempts = raw.integer("report_max_attempts", 1, 1000)?.unwrap_or(24);
+    let retention_days = raw.integer("report_retention_days", 1, 3650)?.unwrap_or(30);
+    let failure_reports = raw.boolean("failure_reports")?.unwrap_or(false);
+    let failure_reports_per_hour = raw
+        .integer("failure_reports_per_hour", 0, 100_000)?
+        .unwrap_or(10);
+    let failure_report_content = raw
+        .choice(
+            "failure_report_content",
+            &[
+                ("headers", FailureReportContent::Headers),
+                ("full", FailureReportContent::Full),
+            ],
+            "headers or full",
+        )?
+        .unwrap_or_default();
+    Ok(Some(ReportingConfig {
+        store,
+        queue_size,
+        record_no_policy,
+        reporter,
+        format,
+        transport,
+        exclude_domains,
+        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+        retention_days: u32::try_from(retention_days).unwrap_or(u32::MAX),
+        failure_reports,
+        failure_reports_per_hour: u64::try_from(failure_reports_per_hour).unwrap_or(u64::MAX),
+        failure_report_content,
+    }))
 }
 
 /// `ignore_hosts` by default: the loopback networks.
@@ -741,6 +960,10 @@ impl RawConfig {
             (0, 10_000_000) => "a whole number from 0 to 10000000",
             (1, 100) => "a whole number from 1 to 100",
             (512, 8192) => "a number of bits from 512 to 8192",
+            (1, 10_000_000) => "a whole number from 1 to 10000000",
+            (1, 1000) => "a whole number from 1 to 1000",
+            (1, 3650) => "a whole number of days from 1 to 3650",
+            (0, 100_000) => "a whole number from 0 to 100000",
             _ => "a whole number in range",
         };
         self.invalid(entry, key, expected)

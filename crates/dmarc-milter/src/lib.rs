@@ -42,6 +42,7 @@ mod actions;
 mod callbacks;
 pub mod config;
 mod message;
+pub mod reporting;
 mod session;
 pub mod socket;
 mod state;
@@ -67,6 +68,8 @@ pub enum Error {
     Reply(indymilter::SmtpReplyError),
     /// The MTA broke the protocol.
     Protocol(&'static str),
+    /// The report store could not be opened.
+    Report(dmarc_report::store::StoreError),
 }
 
 impl fmt::Display for Error {
@@ -77,6 +80,7 @@ impl fmt::Display for Error {
             Error::Action(e) => write!(f, "cannot act on the message: {e}"),
             Error::Reply(e) => write!(f, "cannot set the SMTP reply: {e}"),
             Error::Protocol(what) => write!(f, "milter protocol error: {what}"),
+            Error::Report(e) => write!(f, "report store: {e}"),
         }
     }
 }
@@ -89,6 +93,7 @@ impl std::error::Error for Error {
             Error::Action(e) => Some(e),
             Error::Reply(e) => Some(e),
             Error::Protocol(_) => None,
+            Error::Report(e) => Some(e),
         }
     }
 }
@@ -179,6 +184,7 @@ fn reload(shared: &Shared) -> Result<(), ConfigError> {
             old.config.max_connections != new.max_connections,
         ),
         ("log_level", old.config.log_level != new.log_level),
+        ("report_store", old.config.reporting != new.reporting),
     ];
     let active = Active::new(new)?;
     shared.replace(active);
@@ -219,7 +225,13 @@ pub async fn run(
         max_connections: config.max_connections,
         ..indymilter::Config::default()
     };
-    let shared = Arc::new(Shared::new(Active::new(config)?));
+    // Opening the store blocks for a moment (a PostgreSQL connection): only
+    // at start, before any mail.
+    let reporting = match &config.reporting {
+        Some(settings) => Some(reporting::Reporting::start(settings).map_err(Error::Report)?),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(Active::new(config)?, reporting));
 
     let (stop_accepting, mut stop_rx) = watch::channel(false);
     listener.stop_on(async move {
@@ -275,6 +287,10 @@ pub async fn run(
         _ = drain => milter.await,
     };
     reloader.abort();
+    if let Some(reporting) = &shared.reporting {
+        // Every connection is closed: nothing else runs that could wait.
+        reporting.flush(shutdown_timeout);
+    }
     tracing::info!("stopped");
     result.map_err(Error::Io)
 }

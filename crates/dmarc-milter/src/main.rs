@@ -2,9 +2,10 @@
 //! installs the signal handlers, opens the socket and hands over to
 //! [`dmarc_milter::run`].
 //!
-//! Exit status: 0 after a clean stop (SIGTERM, SIGINT) or a good
-//! `--check-config`; 1 when the socket cannot be opened or the milter
-//! fails; 2 for a configuration that is refused.
+//! Exit status: 0 after a clean stop (SIGTERM, SIGINT), a good
+//! `--check-config` or a completed `report` run; 1 when the socket cannot
+//! be opened, the milter fails or a report run fails; 2 for a
+//! configuration (or argument) that is refused.
 
 #![deny(
     clippy::unwrap_used,
@@ -13,8 +14,14 @@
     clippy::panic
 )]
 
-use clap::Parser;
-use dmarc_milter::{config::DEFAULT_CONFIG_PATH, reload_channel, Config, MilterListener};
+use clap::{Parser, Subcommand};
+use dmarc_milter::{
+    config::DEFAULT_CONFIG_PATH,
+    reload_channel,
+    reporting::{run_reports, ReportRun},
+    Config, MilterListener,
+};
+use dmarc_report::run::{previous_utc_day, utc_day};
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -25,12 +32,34 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Args {
     /// The configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(short, long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
     /// Check the configuration (and load the Public Suffix List), print the
     /// outcome and exit: 0 when it is good, 2 when it is not.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make the DMARC aggregate reports (RFC 9990) of one UTC day from the
+    /// report store, deliver pending report mail (aggregate and failure
+    /// reports) and purge old evaluations; print what was done. Run it from
+    /// a timer: daily for aggregate reports, more often to deliver failure
+    /// reports with `--deliver-only`. Needs `report_store`.
+    Report {
+        /// The UTC day to report, YYYY-MM-DD [default: yesterday].
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        day: Option<String>,
+        /// Deliver pending mail only; make no report.
+        #[arg(long, conflicts_with_all = ["day", "no_deliver"])]
+        deliver_only: bool,
+        /// Make and queue the reports, deliver nothing.
+        #[arg(long)]
+        no_deliver: bool,
+    },
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -44,6 +73,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(Command::Report {
+        day,
+        deliver_only,
+        no_deliver,
+    }) = &args.command
+    {
+        return report(&config, day.as_deref(), *deliver_only, *no_deliver);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,6 +107,40 @@ fn main() -> ExitCode {
     }
     init_logging(&config);
     runtime.block_on(serve(config))
+}
+
+/// `dmarc-milter report`: runs outside any async runtime (the PostgreSQL
+/// client and the DNS check start their own).
+fn report(config: &Config, day: Option<&str>, deliver_only: bool, no_deliver: bool) -> ExitCode {
+    init_logging(config);
+    let now = dmarc_milter::reporting::unix_now();
+    let period = if deliver_only {
+        None
+    } else {
+        match day.map(utc_day) {
+            None => Some(previous_utc_day(now)),
+            Some(Ok(period)) => Some(period),
+            Some(Err(e)) => {
+                eprintln!("dmarc-milter report: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    };
+    let run = ReportRun {
+        period,
+        deliver: !no_deliver,
+        now,
+    };
+    match run_reports(config, &run) {
+        Ok(outcome) => {
+            println!("{outcome}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dmarc-milter report: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Logs to stderr: no colours unless it is a terminal, no timestamps under

@@ -375,6 +375,9 @@ impl Session {
         let verdict = verifier
             .verify_with(&envelope, &t.buffer.raw(), &verify_options(t))
             .await;
+        if let Some(reporting) = &self.shared.reporting {
+            reporting.record(&verdict, &envelope);
+        }
         let action = self.action_for(&verdict, config);
         log_verdict(queue_id, &client, &verdict, &action, config);
         Ok(Outcome {
@@ -413,6 +416,9 @@ impl Session {
         let verdict = verifier
             .verify_with(envelope, &t.buffer.raw(), &verify_options(t))
             .await;
+        if let Some(reporting) = &self.shared.reporting {
+            reporting.record(&verdict, envelope);
+        }
         if verdict.dkim.is_empty() && t.buffer.dkim_fields() == 0 {
             let action = self.action_for(&verdict, config);
             log_verdict(queue_id, client, &verdict, &action, config);

@@ -2,7 +2,10 @@
 //! verifier (swapped on reload), the count of messages in flight, and
 //! whether the milter is shutting down.
 
-use crate::config::{valid_authserv_id, Config, ConfigError};
+use crate::{
+    config::{valid_authserv_id, Config, ConfigError},
+    reporting::Reporting,
+};
 use dmarc_verifier::Verifier;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -57,14 +60,18 @@ impl Active {
 #[derive(Debug)]
 pub(crate) struct Shared {
     active: RwLock<Arc<Active>>,
+    /// Report recording, when `report_store` is set (opened once per run:
+    /// changing the store needs a restart).
+    pub(crate) reporting: Option<Reporting>,
     inflight: watch::Sender<usize>,
     draining: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(active: Active) -> Shared {
+    pub(crate) fn new(active: Active, reporting: Option<Reporting>) -> Shared {
         Shared {
             active: RwLock::new(Arc::new(active)),
+            reporting,
             inflight: watch::Sender::new(0),
             draining: AtomicBool::new(false),
         }

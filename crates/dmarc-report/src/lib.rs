@@ -18,6 +18,7 @@ pub mod aggregate;
 pub mod deliver;
 pub mod failure;
 pub mod model;
+pub mod run;
 pub mod store;
 
 pub use model::EvaluationRecord;

@@ -217,6 +217,22 @@ impl Dns {
         })
     }
 
+    /// The TXT records at `name`, each record's strings concatenated;
+    /// `None` when the name does not exist or has no TXT record. Answers
+    /// are cached like every other lookup. For callers outside the
+    /// verifier, such as report destination checks (RFC 9990 §4).
+    ///
+    /// # Errors
+    ///
+    /// [`DnsFailure`] when the question could not be answered.
+    pub async fn lookup_txt(&self, name: &str) -> Result<Option<Vec<Vec<u8>>>, DnsFailure> {
+        let trail = Trail::default();
+        match self.txt(name, &trail).await? {
+            TxtAnswer::Records(records) => Ok(Some(records.to_vec())),
+            TxtAnswer::NxDomain | TxtAnswer::NoData => Ok(None),
+        }
+    }
+
     /// The TXT records at `name` (our DMARC lookups), cached; concurrent
     /// identical questions are asked once.
     pub(crate) async fn txt(&self, name: &str, trail: &Trail) -> Result<TxtAnswer, DnsFailure> {

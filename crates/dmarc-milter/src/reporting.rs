@@ -1,0 +1,208 @@
+//! DMARC reporting in the daemon: every verdict is recorded in the report
+//! store (through a bounded queue and one writer thread, so mail never
+//! waits for the database), and `dmarc-milter report` turns the store into
+//! RFC 9990 aggregate reports and delivers what is pending.
+
+use crate::config::{Config, ReportingConfig};
+use dmarc_report::{
+    deliver::{deliver_pending, DeliverySettings, DeliverySummary, DnsDestinationCheck},
+    model::EvaluationRecord,
+    run::{queue_aggregate_reports, AggregateSettings, GenerateSummary},
+    store::{self, recorder::Recorder, Store, StoreError},
+};
+use dmarc_verifier::{dns::Dns, Envelope, PublicSuffixList, Verdict};
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// Seconds since the epoch now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Opens the store on a thread of its own: the PostgreSQL client runs its
+/// own async runtime and must not be called from inside ours.
+fn open_store(config: &ReportingConfig) -> Result<Box<dyn Store>, StoreError> {
+    let location = config.store.clone();
+    std::thread::spawn(move || store::open(&location))
+        .join()
+        .unwrap_or_else(|_| {
+            Err(StoreError {
+                message: "the thread opening the report store stopped".to_string(),
+                transient: false,
+            })
+        })
+}
+
+/// The recording side, one per running milter.
+pub(crate) struct Reporting {
+    config: ReportingConfig,
+    recorder: Recorder,
+}
+
+impl fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporting")
+            .field("store", &self.config.store)
+            .field("stats", &self.recorder.stats())
+            .finish()
+    }
+}
+
+impl Reporting {
+    /// Opens the store and starts the writer thread.
+    pub(crate) fn start(config: &ReportingConfig) -> Result<Reporting, StoreError> {
+        let store = open_store(config)?;
+        let recorder = Recorder::start(store, config.queue_size).map_err(|e| StoreError {
+            message: format!("cannot start the report writer thread: {e}"),
+            transient: false,
+        })?;
+        Ok(Reporting {
+            config: config.clone(),
+            recorder,
+        })
+    }
+
+    /// Records the verdict of one message; never waits.
+    pub(crate) fn record(&self, verdict: &Verdict, envelope: &Envelope) {
+        let records = EvaluationRecord::from_verdict(
+            verdict,
+            envelope,
+            unix_now(),
+            self.config.record_no_policy,
+        );
+        if !records.is_empty() {
+            // A full queue drops and counts (the recorder logs it).
+            let _ = self.recorder.record(records);
+        }
+    }
+
+    /// Waits (at most `timeout`) until everything recorded so far is in the
+    /// store; logs what could not be written.
+    pub(crate) fn flush(&self, timeout: Duration) {
+        let flushed = self.recorder.flush(timeout);
+        let stats = self.recorder.stats();
+        if flushed {
+            tracing::info!(
+                committed = stats.committed,
+                dropped = stats.dropped,
+                "report store flushed"
+            );
+        } else {
+            tracing::error!(
+                queued = stats.queued,
+                committed = stats.committed,
+                "report store not flushed within {timeout:?}: evaluations not yet written are lost"
+            );
+        }
+    }
+}
+
+/// What `dmarc-milter report` should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRun {
+    /// The period `[begin, end)` to report; `None` skips generation.
+    pub period: Option<(i64, i64)>,
+    /// Deliver pending report mail.
+    pub deliver: bool,
+    /// Seconds since the epoch (the run's clock).
+    pub now: i64,
+}
+
+/// What a report run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// Generation.
+    pub generated: GenerateSummary,
+    /// Delivery.
+    pub delivered: DeliverySummary,
+    /// Evaluations deleted by `report_retention_days`.
+    pub purged: u64,
+}
+
+impl fmt::Display for ReportOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = &self.generated;
+        let d = &self.delivered;
+        write!(
+            f,
+            "{} policy domains: {} reports made ({} already made, {} excluded, {} without destination), {} messages queued, {} destinations over their size limit; delivery: {} sent, {} deferred, {} given up, {} refused by destination, {} rate-limited; {} old evaluations purged",
+            g.domains,
+            g.reports,
+            g.already_done,
+            g.excluded,
+            g.no_destination,
+            g.queued,
+            g.too_large,
+            d.sent,
+            d.deferred,
+            d.given_up,
+            d.unauthorized,
+            d.rate_limited,
+            self.purged
+        )
+    }
+}
+
+/// Runs `dmarc-milter report`: makes the aggregate reports of the period,
+/// delivers what is pending, purges old evaluations. Call it outside any
+/// async runtime (it starts a small one for its DNS questions).
+///
+/// # Errors
+///
+/// A message for the operator: no reporting configured, the store or the
+/// resolver failing.
+pub fn run_reports(config: &Config, run: &ReportRun) -> Result<ReportOutcome, String> {
+    let Some(reporting) = &config.reporting else {
+        return Err("reporting is not configured: set report_store".to_string());
+    };
+    let mut store = store::open(&reporting.store).map_err(|e| e.to_string())?;
+    let mut outcome = ReportOutcome::default();
+    if let Some((begin, end)) = run.period {
+        let own = vec![reporting.reporter.email.clone()];
+        let excluded = |domain: &str| reporting.exclude_domains.iter().any(|p| p.matches(domain));
+        let settings = AggregateSettings {
+            reporter: &reporting.reporter,
+            format: reporting.format,
+            sender: &reporting.reporter.email,
+            excluded: &excluded,
+            own_addresses: &own,
+        };
+        outcome.generated = queue_aggregate_reports(store.as_mut(), &settings, begin, end, run.now)
+            .map_err(|e| e.to_string())?;
+    }
+    if run.deliver {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the DNS runtime: {e}"))?;
+        // The resolver spawns its tasks on the runtime it is built in.
+        let dns = runtime
+            .block_on(async { Dns::new(&config.verifier.dns) })
+            .map_err(|e| e.to_string())?;
+        let psl = PublicSuffixList::load(config.verifier.psl_path.as_deref())
+            .map_err(|e| e.to_string())?;
+        let mut check = DnsDestinationCheck::new(&dns, &psl, &runtime);
+        let settings = DeliverySettings {
+            max_attempts: reporting.max_attempts,
+            failure_reports_per_hour: reporting.failure_reports_per_hour,
+            ..DeliverySettings::default()
+        };
+        outcome.delivered = deliver_pending(
+            store.as_mut(),
+            &reporting.transport,
+            &mut check,
+            &settings,
+            run.now,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let retention = i64::from(reporting.retention_days) * 86_400;
+    outcome.purged = store
+        .purge(run.now.saturating_sub(retention))
+        .map_err(|e| e.to_string())?;
+    Ok(outcome)
+}
