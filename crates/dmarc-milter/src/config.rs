@@ -658,7 +658,8 @@ fn build_reporting(
     let domain = match raw.take("report_domain") {
         Some(entry) => {
             let text = raw.string(&entry, "report_domain", "a domain name")?;
-            normalize_domain(&text).map_err(|_| raw.invalid(&entry, "report_domain", "a domain name"))?
+            normalize_domain(&text)
+                .map_err(|_| raw.invalid(&entry, "report_domain", "a domain name"))?
         }
         None => verifier.authserv_id.to_ascii_lowercase(),
     };
