@@ -606,6 +606,22 @@ fn build_reporting(
     verifier: &VerifierConfig,
 ) -> Result<Option<ReportingConfig>, ConfigError> {
     let Some(store_entry) = raw.take("report_store") else {
+        // Another report key without the store is a mistake, not a typo.
+        if let Some((key, entry)) = raw
+            .entries
+            .iter()
+            .find(|(key, _)| key.starts_with("report_") || key.starts_with("failure_report"))
+        {
+            let line = entry.line;
+            let needed_by = key.clone();
+            return Err(raw.error(
+                line,
+                ConfigErrorKind::MissingKey {
+                    key: "report_store",
+                    needed_by,
+                },
+            ));
+        }
         return Ok(None);
     };
     let text = raw.string(
@@ -635,10 +651,9 @@ fn build_reporting(
             Some(entry) => raw.string(&entry, key, "a non-empty string"),
             None => Err(raw.error(
                 store_entry.line,
-                ConfigErrorKind::InvalidValue {
+                ConfigErrorKind::MissingKey {
                     key,
-                    value: "(missing)".to_string(),
-                    expected: "set when report_store is set",
+                    needed_by: "report_store".to_string(),
                 },
             )),
         }
@@ -1076,6 +1091,13 @@ pub enum ConfigErrorKind {
     /// The verifier refused the settings (or the Public Suffix List or the
     /// resolver configuration could not be loaded).
     Library(dmarc_verifier::Error),
+    /// A key that another key needs is not set.
+    MissingKey {
+        /// The key missing.
+        key: &'static str,
+        /// The key that needs it.
+        needed_by: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -1095,6 +1117,9 @@ impl fmt::Display for ConfigError {
                 expected,
             } => write!(f, "invalid value {value:?} for {key} (expected {expected})"),
             ConfigErrorKind::Library(e) => write!(f, "{e}"),
+            ConfigErrorKind::MissingKey { key, needed_by } => {
+                write!(f, "{key} is missing; {needed_by} needs it")
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! fields must be deleted (RFC 8601 §5).
 
 use dmarc_verifier::auth_results::claims_authserv_id;
+use std::borrow::Cow;
 
 /// The header field we write and police.
 pub const AUTH_RESULTS: &str = "Authentication-Results";
@@ -14,8 +15,12 @@ pub(crate) struct MessageBuffer {
     cap: usize,
     /// Bytes received so far (header fields and body), buffered or not.
     size: usize,
-    header: Vec<u8>,
-    body: Vec<u8>,
+    /// The header fields, then (once the body starts) the empty line and
+    /// the body: the message as the verifier reads it, built in place so
+    /// that it is never copied.
+    data: Vec<u8>,
+    /// Where the body starts in `data`, once the first chunk came.
+    body_start: Option<usize>,
     /// The raw values of the From fields (only the first once the header
     /// section went over the cap).
     from_values: Vec<Vec<u8>>,
@@ -40,8 +45,8 @@ impl MessageBuffer {
         MessageBuffer {
             cap,
             size: 0,
-            header: Vec::new(),
-            body: Vec::new(),
+            data: Vec::new(),
+            body_start: None,
             from_values: Vec::new(),
             first_from: Vec::new(),
             from_fields: 0,
@@ -93,7 +98,7 @@ impl MessageBuffer {
             if self.headers_complete {
                 self.headers_complete = false;
                 self.body_complete = false;
-                self.header = Vec::new();
+                self.data = Vec::new();
                 self.from_values.truncate(1);
             }
             if is_from && self.from_values.is_empty() {
@@ -104,7 +109,9 @@ impl MessageBuffer {
         if is_from {
             self.from_values.push(value.to_vec());
         }
-        push_field(&mut self.header, name, value, leading_space);
+        if self.body_start.is_none() {
+            push_field(&mut self.data, name, value, leading_space);
+        }
     }
 
     /// Adds a body chunk (CRLF line ends, as the milter protocol sends it).
@@ -113,12 +120,21 @@ impl MessageBuffer {
         if !self.body_complete {
             return;
         }
+        let body_start = match self.body_start {
+            Some(start) => start,
+            None => {
+                self.data.extend_from_slice(b"\r\n");
+                self.body_start = Some(self.data.len());
+                self.data.len()
+            }
+        };
         if self.size > self.cap {
             self.body_complete = false;
-            self.body = Vec::new();
+            self.data.truncate(body_start);
+            self.data.shrink_to_fit();
             return;
         }
-        push_crlf(&mut self.body, chunk);
+        push_crlf(&mut self.data, chunk);
     }
 
     /// True when the message went over the cap: the body (and, when
@@ -163,7 +179,7 @@ impl MessageBuffer {
     /// header-only verdict needs: the first From field, twice when more
     /// than one came (so the verifier still sees a repeated From, RFC 5322
     /// §3.6, and gives `multiple-from`), and no body.
-    pub(crate) fn raw(&self) -> Vec<u8> {
+    pub(crate) fn raw(&self) -> Cow<'_, [u8]> {
         if !self.headers_complete {
             let mut raw = Vec::with_capacity(2 * self.first_from.len() + 2);
             raw.extend_from_slice(&self.first_from);
@@ -171,13 +187,16 @@ impl MessageBuffer {
                 raw.extend_from_slice(&self.first_from);
             }
             raw.extend_from_slice(b"\r\n");
-            return raw;
+            return Cow::Owned(raw);
         }
-        let mut raw = Vec::with_capacity(self.header.len() + 2 + self.body.len());
-        raw.extend_from_slice(&self.header);
+        if self.body_start.is_some() {
+            return Cow::Borrowed(&self.data);
+        }
+        // No body chunk came: the header and the empty line.
+        let mut raw = Vec::with_capacity(self.data.len() + 2);
+        raw.extend_from_slice(&self.data);
         raw.extend_from_slice(b"\r\n");
-        raw.extend_from_slice(&self.body);
-        raw
+        Cow::Owned(raw)
     }
 }
 
@@ -194,16 +213,25 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], leading_space: bool)
 }
 
 /// Appends `bytes` with every bare LF turned into CRLF: the one place that
-/// normalises line ends of what the MTA sends.
+/// normalises line ends of what the MTA sends. Copies whole runs between
+/// line ends (the milter protocol already sends CRLF, so usually one copy).
 fn push_crlf(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut previous = out.last().copied().unwrap_or(0);
-    for &b in bytes {
-        if b == b'\n' && previous != b'\r' {
+    out.reserve(bytes.len());
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        // At the start of `bytes` the byte before is the last one of `out`
+        // (a CR at the end of the previous chunk).
+        let previous = match i.checked_sub(1) {
+            Some(j) => bytes.get(j).copied(),
+            None => out.last().copied(),
+        };
+        if previous != Some(b'\r') {
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
             out.push(b'\r');
+            start = i;
         }
-        out.push(b);
-        previous = b;
     }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -218,10 +246,23 @@ mod tests {
         m.add_header(b"X-Empty", b"", true, "mx", false);
         m.add_body(b"Hi\r\nthere\n");
         assert_eq!(
-            m.raw(),
+            &*m.raw(),
             b"From: a@example.com\r\nSubject: folded\r\n\tline\r\nX-Empty:\r\n\r\nHi\r\nthere\r\n"
         );
         assert_eq!(m.author_fields(), vec![b" a@example.com".as_slice()]);
+    }
+
+    #[test]
+    fn bare_line_feeds_become_crlf_across_chunks() {
+        let mut m = MessageBuffer::new(1 << 20);
+        m.add_header(b"Subject", b"x", false, "mx", false);
+        for chunk in [&b"a\nb\r"[..], b"\nc\n\n", b"\r", b"\n", b"\n"] {
+            m.add_body(chunk);
+        }
+        assert_eq!(&*m.raw(), b"Subject: x\r\n\r\na\r\nb\r\nc\r\n\r\n\r\n\r\n");
+        let mut empty = MessageBuffer::new(1 << 20);
+        empty.add_header(b"From", b" a@example.com", true, "mx", false);
+        assert_eq!(&*empty.raw(), b"From: a@example.com\r\n\r\n");
     }
 
     #[test]
@@ -258,7 +299,7 @@ mod tests {
         assert!(!m.is_truncated());
         m.add_body(&[b'x'; 60]);
         assert!(m.is_truncated() && m.headers_complete());
-        assert_eq!(m.raw(), b"From: a@example.com\r\n\r\n");
+        assert_eq!(&*m.raw(), b"From: a@example.com\r\n\r\n");
         m.add_body(&[b'x'; 1000]);
         assert_eq!(m.size(), 18 + 4 + 1120);
 
@@ -273,7 +314,7 @@ mod tests {
         );
         assert!(!h.headers_complete() && h.is_truncated());
         assert_eq!(h.deletions(), vec![1]);
-        assert_eq!(h.raw(), b"\r\n");
+        assert_eq!(&*h.raw(), b"\r\n");
     }
 
     /// The From field survives a header section over the cap (the
@@ -285,19 +326,19 @@ mod tests {
         m.add_header(b"X-Pad", &[b'p'; 200], true, "mx", false);
         m.add_header(b"DKIM-Signature", b" v=1; d=example.com", true, "mx", false);
         assert!(!m.headers_complete());
-        assert_eq!(m.raw(), b"From: ceo@example.com\r\n\r\n");
+        assert_eq!(&*m.raw(), b"From: ceo@example.com\r\n\r\n");
         assert_eq!(m.author_fields(), vec![b"ceo@example.com".as_slice()]);
         assert_eq!(m.dkim_fields(), 1);
         m.add_header(b"From", b" ceo@other.example", true, "mx", false);
         assert_eq!(
-            m.raw(),
+            &*m.raw(),
             b"From: ceo@example.com\r\nFrom: ceo@example.com\r\n\r\n"
         );
 
         let mut late = MessageBuffer::new(100);
         late.add_header(b"X-Pad", &[b'p'; 200], true, "mx", false);
         late.add_header(b"From", b" ceo@example.com", true, "mx", false);
-        assert_eq!(late.raw(), b"From: ceo@example.com\r\n\r\n");
+        assert_eq!(&*late.raw(), b"From: ceo@example.com\r\n\r\n");
         assert_eq!(late.author_fields(), vec![b" ceo@example.com".as_slice()]);
     }
 }

@@ -238,3 +238,64 @@ fn sample_and_readme_document_every_key() {
         );
     }
 }
+
+#[test]
+fn reporting_settings() {
+    assert_eq!(parse("").unwrap().reporting, None);
+    let config = parse(
+        "report_store = \"/var/lib/dmarc-milter/reports.db\"\n\
+         report_org_name = \"Example Net Mail\"\n\
+         report_email = \"dmarc-noreply@example.net\"\n\
+         report_transport = \"dir:/var/spool/dmarc\"\n\
+         report_exclude_domains = [\".example.org\"]\n\
+         failure_reports = true\n",
+    )
+    .unwrap();
+    let r = config.reporting.unwrap();
+    assert_eq!(
+        r.store,
+        StoreLocation::Sqlite(PathBuf::from("/var/lib/dmarc-milter/reports.db"))
+    );
+    assert_eq!(r.reporter.org_name, "Example Net Mail");
+    assert_eq!(r.reporter.email, "dmarc-noreply@example.net");
+    assert_eq!(r.transport, Transport::Directory("/var/spool/dmarc".into()));
+    assert_eq!(r.queue_size, 10_000);
+    assert_eq!((r.max_attempts, r.retention_days), (24, 30));
+    assert!(r.failure_reports);
+    assert_eq!(r.failure_report_content, FailureReportContent::Headers);
+    assert!(r.exclude_domains.iter().any(|p| p.matches("a.example.org")));
+
+    let pg = parse(
+        "report_store = \"postgresql://dmarc@127.0.0.1/dmarc\"\nreport_org_name = \"x\"\nreport_email = \"a@b.example\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        pg.reporting.unwrap().store,
+        StoreLocation::Postgres("postgresql://dmarc@127.0.0.1/dmarc".into())
+    );
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "report_org_name = \"x\"\n",
+            "dmarc-milter.toml line 1: report_store is missing; report_org_name needs it",
+        ),
+        (
+            "report_store = \"reports.db\"\n",
+            "dmarc-milter.toml line 1: invalid value \"reports.db\" for report_store (expected an absolute SQLite file name or a postgresql:// URL)",
+        ),
+        (
+            "report_store = \"/r.db\"\nreport_email = \"a@b.example\"\n",
+            "dmarc-milter.toml line 1: report_org_name is missing; report_store needs it",
+        ),
+        (
+            "report_store = \"/r.db\"\nreport_org_name = \"x\"\nreport_email = \"a@b.example\"\nreport_transport = \"http://x\"\n",
+            "dmarc-milter.toml line 4: invalid value \"http://x\" for report_transport (expected smtp:HOST[:PORT] or dir:/PATH)",
+        ),
+    ];
+    for (text, expected) in cases {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text:?}"),
+            Err(e) => assert_eq!(e.to_string(), *expected, "{text:?}"),
+        }
+    }
+}
