@@ -3,12 +3,15 @@
 //! waits for the database), and `dmarc-milter report` turns the store into
 //! RFC 9990 aggregate reports and delivers what is pending.
 
-use crate::config::{Config, ReportingConfig};
+use crate::config::{Config, FailureReportContent, ReportingConfig};
 use dmarc_report::{
     deliver::{deliver_pending, DeliverySettings, DeliverySummary, DnsDestinationCheck},
+    failure::{requested_failure_reports, FailureConfig, FailureInput, FailureReport},
     model::EvaluationRecord,
     run::{queue_aggregate_reports, AggregateSettings, GenerateSummary},
-    store::{self, recorder::Recorder, Store, StoreError},
+    store::{
+        self, outbox::Outbox, recorder::Recorder, MessageKind, OutgoingMessage, Store, StoreError,
+    },
 };
 use dmarc_verifier::{dns::Dns, Envelope, PublicSuffixList, Verdict};
 use std::{
@@ -41,6 +44,16 @@ fn open_store(config: &ReportingConfig) -> Result<Box<dyn Store>, StoreError> {
 pub(crate) struct Reporting {
     config: ReportingConfig,
     recorder: Recorder,
+    /// Failure reports waiting to be stored (`failure_reports = true`).
+    outbox: Option<Outbox>,
+}
+
+/// What a failure report needs of the message besides its verdict.
+pub(crate) struct MessageFacts<'a> {
+    /// The message as the verifier read it (header, empty line, body).
+    pub(crate) raw: &'a [u8],
+    /// The MTA's queue id.
+    pub(crate) queue_id: &'a str,
 }
 
 impl fmt::Debug for Reporting {
@@ -60,29 +73,117 @@ impl Reporting {
             message: format!("cannot start the report writer thread: {e}"),
             transient: false,
         })?;
+        let outbox = if config.failure_reports {
+            let store = open_store(config)?;
+            Some(Outbox::start(store, 1_000).map_err(|e| StoreError {
+                message: format!("cannot start the failure report thread: {e}"),
+                transient: false,
+            })?)
+        } else {
+            None
+        };
         Ok(Reporting {
             config: config.clone(),
             recorder,
+            outbox,
         })
     }
 
-    /// Records the verdict of one message; never waits.
-    pub(crate) fn record(&self, verdict: &Verdict, envelope: &Envelope) {
-        let records = EvaluationRecord::from_verdict(
-            verdict,
-            envelope,
-            unix_now(),
-            self.config.record_no_policy,
-        );
+    /// Records the verdict of one message and queues the failure reports
+    /// its domain asks for; never waits.
+    pub(crate) fn record(
+        &self,
+        verdict: &Verdict,
+        envelope: &Envelope,
+        message: &MessageFacts<'_>,
+    ) {
+        let now = unix_now();
+        let records =
+            EvaluationRecord::from_verdict(verdict, envelope, now, self.config.record_no_policy);
+        if let Some(outbox) = &self.outbox {
+            for record in &records {
+                self.queue_failure_reports(outbox, record, verdict, envelope, message, now);
+            }
+        }
         if !records.is_empty() {
             // A full queue drops and counts (the recorder logs it).
             let _ = self.recorder.record(records);
         }
     }
 
+    /// RFC 9991: one report per requested failure kind and `ruf` address
+    /// (`mailto:` only, never ours); the per-recipient rate limit is applied
+    /// when they are delivered.
+    fn queue_failure_reports(
+        &self,
+        outbox: &Outbox,
+        record: &EvaluationRecord,
+        verdict: &Verdict,
+        envelope: &Envelope,
+        message: &MessageFacts<'_>,
+        now: i64,
+    ) {
+        let Some(policy) = &record.policy else {
+            return;
+        };
+        let kinds = requested_failure_reports(record);
+        if kinds.is_empty() {
+            return;
+        }
+        let header_end =
+            memchr::memmem::find(message.raw, b"\r\n\r\n").map_or(message.raw.len(), |i| i + 4);
+        let (headers, body) = message.raw.split_at(header_end);
+        let mut config = FailureConfig::new(self.config.reporter.domain.clone());
+        config.include_body = self.config.failure_report_content == FailureReportContent::Full;
+        let ar = verdict.authentication_results.clone();
+        let sender = &self.config.reporter.email;
+        for kind in kinds {
+            let input = FailureInput {
+                body: Some(body),
+                mail_from: Some(envelope.mail_from.as_str()),
+                envelope_id: (!message.queue_id.is_empty()).then_some(message.queue_id),
+                authentication_results: Some(ar.as_str()),
+                ..FailureInput::new(record, kind, headers)
+            };
+            let report = FailureReport::build(&input, &config);
+            for destination in &policy.ruf {
+                let Some(address) = destination.mailto_address() else {
+                    continue;
+                };
+                if address.eq_ignore_ascii_case(sender)
+                    || address.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    continue;
+                }
+                let payload =
+                    report.report_mail(sender, address, now, &self.config.reporter.domain);
+                // RFC 7489 §6.2: a report larger than the limit is not sent.
+                if destination
+                    .max_size
+                    .is_some_and(|max| u64::try_from(payload.len()).unwrap_or(u64::MAX) > max)
+                {
+                    continue;
+                }
+                let _ = outbox.queue(OutgoingMessage {
+                    kind: MessageKind::Failure,
+                    policy_domain: policy.domain.clone(),
+                    sender: sender.clone(),
+                    recipient: address.to_string(),
+                    payload,
+                    created: now,
+                });
+            }
+        }
+    }
+
     /// Waits (at most `timeout`) until everything recorded so far is in the
     /// store; logs what could not be written.
     pub(crate) fn flush(&self, timeout: Duration) {
+        if let Some(outbox) = &self.outbox {
+            if !outbox.flush(timeout) {
+                tracing::error!("failure reports not stored within {timeout:?}");
+            }
+        }
         let flushed = self.recorder.flush(timeout);
         let stats = self.recorder.stats();
         if flushed {

@@ -11,6 +11,7 @@ use crate::{
     actions::{self, Action, Outcome},
     config::{Config, QuarantineAction},
     message::MessageBuffer,
+    reporting::MessageFacts,
     state::{Active, InflightGuard, Shared},
     Error,
 };
@@ -376,7 +377,15 @@ impl Session {
             .verify_with(&envelope, &t.buffer.raw(), &verify_options(t))
             .await;
         if let Some(reporting) = &self.shared.reporting {
-            reporting.record(&verdict, &envelope);
+            let raw = t.buffer.raw();
+            reporting.record(
+                &verdict,
+                &envelope,
+                &MessageFacts {
+                    raw: &raw,
+                    queue_id,
+                },
+            );
         }
         let action = self.action_for(&verdict, config);
         log_verdict(queue_id, &client, &verdict, &action, config);
@@ -417,7 +426,15 @@ impl Session {
             .verify_with(envelope, &t.buffer.raw(), &verify_options(t))
             .await;
         if let Some(reporting) = &self.shared.reporting {
-            reporting.record(&verdict, envelope);
+            let raw = t.buffer.raw();
+            reporting.record(
+                &verdict,
+                envelope,
+                &MessageFacts {
+                    raw: &raw,
+                    queue_id,
+                },
+            );
         }
         if verdict.dkim.is_empty() && t.buffer.dkim_fields() == 0 {
             let action = self.action_for(&verdict, config);

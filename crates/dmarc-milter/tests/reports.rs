@@ -365,3 +365,76 @@ async fn a_failed_delivery_is_retried_on_the_next_run() {
     let xml = report_xml(&delivered[0].data);
     assert_eq!(count_of(records(&xml)[0]), 1);
 }
+
+/// A domain asking for failure reports on any failure (`fo=1`).
+const RUF_ZONE: &str = "
+fail.example.                IN SOA ns1.fail.example. hostmaster.fail.example. 1 3600 900 604800 300
+fail.example.                IN TXT \"v=spf1 -all\"
+_dmarc.fail.example.         IN TXT \"v=DMARC1; p=none; ruf=mailto:ruf@fail.example; fo=1\"
+";
+
+/// Failure reports (RFC 9991): queued by the milter for a failing message
+/// of a domain with `ruf`, delivered by the next run (here into a
+/// directory), header fields only with the body left out, at most
+/// `failure_reports_per_hour` to one address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_reports_are_queued_and_rate_limited() {
+    let store_dir = TempDir::new("reports-ruf");
+    let db = store_dir.path().join("reports.db");
+    let out = store_dir.path().join("out");
+    let extra = format!(
+        "report_store = \"{}\"\nreport_org_name = \"Test Receiver\"\nreport_email = \"dmarc-noreply@mx.test.example\"\nreport_transport = \"dir:{}\"\nfailure_reports = true\nfailure_reports_per_hour = 2\n",
+        db.display(),
+        out.display()
+    );
+    let zone = format!("{}\n{RUF_ZONE}", demo_zone());
+    let milter =
+        Milter::start_with_dns(TestDns::start(&zone).await.expect("test DNS"), &extra).await;
+    let secret = "The secret body of the message";
+    let mail = Mail::parse(
+        format!("From: boss@fail.example\r\nTo: someone@example.net\r\nSubject: urgent\r\nMessage-ID: <1@fail.example>\r\n\r\n{secret}\r\n")
+            .as_bytes(),
+    );
+    for _ in 0..3 {
+        let mut conn = milter.connect("203.0.113.66", "evil.example").await;
+        let (_, status) = send(&mut conn, "boss@fail.example", None, &mail).await;
+        assert_eq!(status, Status::Accept, "p=none");
+    }
+    milter.stop().await.expect("clean stop");
+
+    let dns = TestDns::start(&zone).await.expect("test DNS");
+    let config = Config::parse(&config_text(dns.addr(), &extra), "ruf").expect("config");
+    let outcome = run(
+        config,
+        ReportRun {
+            period: None,
+            deliver: true,
+            now: unix_now(),
+        },
+    );
+    assert_eq!(outcome.delivered.sent, 2, "{outcome}");
+    assert_eq!(outcome.delivered.rate_limited, 1, "{outcome}");
+
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let report = String::from_utf8(std::fs::read(&files[0]).unwrap()).unwrap();
+    assert!(
+        report.contains("X-Original-To: ruf@fail.example"),
+        "{report}"
+    );
+    assert!(report.contains("multipart/report"), "{report}");
+    assert!(report.contains("report-type=feedback-report"), "{report}");
+    assert!(report.contains("Feedback-Type: auth-failure"), "{report}");
+    assert!(report.contains("Reported-Domain: fail.example"), "{report}");
+    assert!(report.contains("Source-IP: 203.0.113.66"), "{report}");
+    assert!(report.contains("text/rfc822-headers"), "{report}");
+    assert!(report.contains("Subject: urgent"), "{report}");
+    assert!(
+        !report.contains(secret),
+        "the body must not be sent: {report}"
+    );
+}

@@ -3,9 +3,78 @@
 //! several MX hosts sharing one report set.
 //!
 //! Every method is one transaction: it happens completely or not at all.
+//!
+//! The milter writes through a [`recorder::Recorder`], which never blocks
+//! mail; the report generator and the sender use a [`Store`] directly.
+//!
+//! # Schema (version 1)
+//!
+//! The same in both databases (PostgreSQL type, then SQLite's after a slash,
+//! where they differ):
+//!
+//! - `dmarc_records`: one row per [`EvaluationRecord`]: `id`, `time`,
+//!   `source_ip`, `header_from`, `envelope_from`, `envelope_to`, the
+//!   published policy (`policy_domain`, `policy_discovery`, `policy_p`,
+//!   `policy_sp`, `policy_np`, `policy_adkim`, `policy_aspf`, `policy_pct`,
+//!   `policy_fo`, `policy_testing`, `policy_psd`, and `policy_rua`,
+//!   `policy_ruf` as JSON text; all NULL for a record without a policy),
+//!   `dmarc`, `disposition`, `dkim_aligned`, `spf_aligned`, `reasons` (JSON),
+//!   `spf_domain`, `spf_scope`, `spf_result`, `spf_human_result` and `dkim`
+//!   (JSON). Results are stored as their report words (`pass`, `reject`...).
+//!   Indexed on `(policy_domain, time)` and `time`.
+//! - `dmarc_reports`: `id`, `policy_domain`, `period_begin`, `period_end`,
+//!   `report_id`, `message_count`, `created`; unique on `(policy_domain,
+//!   period_begin, period_end)`, which is what makes
+//!   [`Store::add_report`] atomic between hosts.
+//! - `dmarc_messages`: `id` (never reused), `kind` (`aggregate` or
+//!   `failure`), `policy_domain`, `sender`, `recipient`, `payload` (BYTEA /
+//!   BLOB), `created`, `state` (`pending`, `sent` or `abandoned`),
+//!   `attempts`, `last_error`, `sent_at`; indexed on `(state, created)` and
+//!   `(kind, sent_at)`.
+//!
+//! Times are seconds since the epoch (BIGINT / INTEGER); booleans are
+//! BOOLEAN / INTEGER. The version is
+//! `PRAGMA user_version` in SQLite and the table `dmarc_schema` in
+//! PostgreSQL; a store of another version is refused with a non-transient
+//! error.
+//!
+//! Both stores also purge, in [`Store::purge`], the reports whose period
+//! ended by the cut-off (their records are gone, so they cannot be made
+//! again); [`Store::mark_sent`] and [`Store::mark_failed`] of an unknown id
+//! are non-transient errors; [`Store::sent_since`] compares the recipient
+//! exactly as given (normalise it the same way when queueing and counting).
+
+pub mod outbox;
+mod postgres;
+pub mod recorder;
+mod sql;
+mod sqlite;
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::model::EvaluationRecord;
 use std::{fmt, path::PathBuf};
+
+/// Opens the store at `location`: an SQLite file with the default
+/// [`SqliteOptions`], or a PostgreSQL database, connected at once.
+///
+/// # Errors
+///
+/// The error of [`SqliteStore::open`] or [`PostgresStore::connect`]. A
+/// transient error means the database could not be reached now; a caller
+/// that wants to start anyway can use [`PostgresStore::new`], which
+/// connects at its first call.
+///
+/// Call it from a plain thread (or `tokio::task::spawn_blocking`), not
+/// from an async task: the PostgreSQL client panics inside a tokio runtime
+/// (see [`PostgresStore`]).
+pub fn open(location: &StoreLocation) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(PostgresStore::connect(url)?),
+    })
+}
 
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -164,16 +164,22 @@ pub(crate) fn schema(dialect: &Dialect) -> Vec<String> {
     ]
 }
 
-/// `INSERT` of one record, `$1` to `$28`.
-pub(crate) fn insert_record() -> String {
+/// `INSERT` of `rows` records: `$1` to `$28` for the first, and so on.
+pub(crate) fn insert_records(rows: usize) -> String {
     let names: Vec<&str> = RECORD_COLUMNS.iter().map(|column| column.name).collect();
-    let placeholders: Vec<String> = (1..=RECORD_COLUMNS.len())
-        .map(|n| format!("${n}"))
+    let width = RECORD_COLUMNS.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let placeholders: Vec<String> = (1..=width)
+                .map(|column| format!("${}", row * width + column))
+                .collect();
+            format!("({})", placeholders.join(", "))
+        })
         .collect();
     format!(
-        "INSERT INTO dmarc_records ({}) VALUES ({})",
+        "INSERT INTO dmarc_records ({}) VALUES {}",
         names.join(", "),
-        placeholders.join(", ")
+        tuples.join(", ")
     )
 }
 
@@ -272,6 +278,19 @@ pub(crate) fn corrupt(column: &str, problem: &str) -> StoreError {
     }
 }
 
+/// The error of `mark_sent` and `mark_failed` for an id the store does not
+/// have.
+pub(crate) fn message_found(found: bool, id: i64) -> Result<(), StoreError> {
+    if found {
+        Ok(())
+    } else {
+        Err(StoreError {
+            message: format!("no queued message with id {id}"),
+            transient: false,
+        })
+    }
+}
+
 /// A count or size as the signed 64-bit integer columns hold.
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError {
@@ -353,7 +372,8 @@ pub(crate) fn record_from_values(values: Vec<Value>) -> Result<EvaluationRecord,
             ruf: row.json::<Vec<ReportDestination>>()?,
         }),
         None => {
-            // The other policy columns are NULL too.
+            // The other policy columns, policy_discovery to policy_ruf, are
+            // NULL too.
             for _ in 0..12 {
                 row.next()?;
             }
@@ -373,6 +393,7 @@ pub(crate) fn record_from_values(values: Vec<Value>) -> Result<EvaluationRecord,
             human_result: row.opt_text()?,
         }),
         None => {
+            // spf_scope, spf_result, spf_human_result.
             for _ in 0..3 {
                 row.next()?;
             }
@@ -457,7 +478,7 @@ impl Reader<'_> {
             (name, Value::Text(Some(text))) => text
                 .parse()
                 .map(Some)
-                .map_err(|error| corrupt(name, &error.to_string())),
+                .map_err(|error: T::Err| corrupt(name, &error.to_string())),
             (_, Value::Text(None)) => Ok(None),
             (name, _) => Err(corrupt(name, "not text")),
         }
@@ -471,7 +492,7 @@ impl Reader<'_> {
         match self.next()? {
             (name, Value::Text(Some(text))) => text
                 .parse()
-                .map_err(|error| corrupt(name, &error.to_string())),
+                .map_err(|error: T::Err| corrupt(name, &error.to_string())),
             (name, _) => Err(corrupt(name, "not text")),
         }
     }

@@ -1,0 +1,515 @@
+//! The PostgreSQL store: one report set shared by several MX hosts.
+
+use super::{
+    sql::{self, ColumnType, Dialect, Value, RECORD_COLUMNS},
+    MessageKind, OutgoingMessage, QueuedMessage, ReportEntry, Store, StoreError,
+};
+use crate::model::EvaluationRecord;
+use postgres::{config::Host, types::ToSql, Client, Config, NoTls, Row, Transaction};
+use std::{borrow::Cow, time::Duration};
+
+const DIALECT: Dialect = Dialect {
+    id: "BIGSERIAL PRIMARY KEY",
+    int: "BIGINT",
+    bool: "BOOLEAN",
+    blob: "BYTEA",
+};
+
+/// The advisory lock held while the schema is created or checked, so that
+/// hosts starting at once create it one after the other (`CREATE TABLE IF
+/// NOT EXISTS` alone can fail when two sessions race).
+const SCHEMA_LOCK: i64 = 0x646d_6172_635f_7270;
+
+/// Rows per `INSERT` when appending records: one round trip for many rows
+/// (and well below PostgreSQL's limit of 65,535 parameters).
+const ROWS_PER_INSERT: usize = 100;
+
+/// Used when the URL gives no `connect_timeout`: a host that does not
+/// answer must not hold the recorder for minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Used when the URL gives no `tcp_user_timeout`: a server that went away
+/// mid-transaction is given up on after this long.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A [`Store`] in a PostgreSQL database, with the sync `postgres` client
+/// (no TLS).
+///
+/// The schema (tables `dmarc_records`, `dmarc_reports`, `dmarc_messages`
+/// and `dmarc_schema`, which holds the schema version) is created when
+/// missing, under an advisory lock so that hosts starting at once are safe.
+/// A connection that breaks is replaced at the next call; the error of the
+/// call that saw it break is transient.
+///
+/// # Threads
+///
+/// The `postgres` client runs a tokio runtime of its own and panics when
+/// called from a thread that runs a tokio runtime already: use this store
+/// from a dedicated std thread (as [`Recorder`](super::recorder::Recorder)
+/// does) or from `tokio::task::spawn_blocking`, never from an async task.
+pub struct PostgresStore {
+    config: Config,
+    /// The URL without its password, for error messages.
+    target: String,
+    client: Option<Client>,
+    schema_checked: bool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .field("connected", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// A store for the database at `url` (`postgresql://user@host:port/db`
+    /// or `host=… user=… dbname=…`), not yet connected: the first call
+    /// connects, and creates or checks the schema.
+    ///
+    /// # Errors
+    ///
+    /// A non-transient error when `url` is not a valid connection string.
+    pub fn new(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut config: Config = url.parse().map_err(|error| StoreError {
+            message: format!(
+                "PostgreSQL store: invalid connection URL: {}",
+                describe_error(&error)
+            ),
+            transient: false,
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        let target = describe(&config);
+        Ok(PostgresStore {
+            config,
+            target,
+            client: None,
+            schema_checked: false,
+        })
+    }
+
+    /// A store for the database at `url`, connected, with its schema
+    /// created or checked.
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::new`]; a transient error when the server cannot
+    /// be reached; a non-transient one when it refuses us (authentication,
+    /// no such database) or the schema is of another version.
+    pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let mut store = PostgresStore::new(url)?;
+        store.client()?;
+        Ok(store)
+    }
+
+    /// The connection, made (with the schema checked) when there is none or
+    /// the last one broke.
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => self
+                .config
+                .connect(NoTls)
+                .map_err(|error| self.error("connecting", &error, true))?,
+        };
+        let client = self.client.insert(client);
+        if !self.schema_checked {
+            let version = create_schema(client).map_err(|error| StoreError {
+                message: format!(
+                    "PostgreSQL store {}: creating the schema: {}",
+                    self.target,
+                    describe_error(&error)
+                ),
+                transient: is_transient(&error),
+            })?;
+            if version != sql::SCHEMA_VERSION {
+                return Err(StoreError {
+                    message: format!(
+                        "PostgreSQL store {}: schema version {version}, this program knows version {}",
+                        self.target,
+                        sql::SCHEMA_VERSION
+                    ),
+                    transient: false,
+                });
+            }
+            self.schema_checked = true;
+        }
+        Ok(client)
+    }
+
+    /// Runs `work` on the connection; a connection that broke is dropped,
+    /// to be replaced at the next call.
+    fn run<T>(
+        &mut self,
+        doing: &str,
+        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let client = self.client()?;
+        let result = work(client);
+        if client.is_closed() {
+            self.client = None;
+        }
+        result.map_err(|error| {
+            if is_transient(&error) {
+                // A lost connection is not always noticed at once: start
+                // afresh rather than use one that may be half-broken.
+                self.client = None;
+            }
+            self.error(doing, &error, false)
+        })
+    }
+
+    fn error(&self, doing: &str, error: &postgres::Error, connecting: bool) -> StoreError {
+        let transient = if connecting {
+            is_transient_connect(error)
+        } else {
+            is_transient(error)
+        };
+        StoreError {
+            message: format!(
+                "PostgreSQL store {}: {doing}: {}",
+                self.target,
+                describe_error(error)
+            ),
+            transient,
+        }
+    }
+}
+
+/// The error with its server message or I/O cause (the `postgres` error's
+/// own text is often only "db error" or "error connecting to server").
+fn describe_error(error: &postgres::Error) -> String {
+    match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(source)) => format!("{error}: {source}"),
+        (None, None) => error.to_string(),
+    }
+}
+
+/// `postgresql://user@host:port/db`, without the password.
+fn describe(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = config
+        .get_ports()
+        .first()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let user = config
+        .get_user()
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default();
+    let database = config.get_dbname().unwrap_or_default();
+    format!("postgresql://{user}{}{port}/{database}", hosts.join(","))
+}
+
+/// Errors that retrying may cure: a connection lost or refused, the server
+/// starting up, shutting down or short of resources, a serialisation
+/// failure, a deadlock or a lock or statement timeout.
+fn is_transient(error: &postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(state) => {
+            let code = state.code();
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || matches!(code, "40001" | "40P01" | "55P03" | "57014")
+        }
+        // No SQLSTATE: an I/O error is the connection; anything else (a
+        // value that does not convert) is ours.
+        None => {
+            std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+        }
+    }
+}
+
+/// While connecting, everything is transient (the server is down, the
+/// network is) except the server refusing us: bad credentials (class 28),
+/// no such database (3D000).
+fn is_transient_connect(error: &postgres::Error) -> bool {
+    match error.code() {
+        Some(state) => !state.code().starts_with("28") && state.code() != "3D000",
+        None => true,
+    }
+}
+
+/// Creates the schema when missing; the version of the schema found.
+fn create_schema(client: &mut Client) -> Result<i64, postgres::Error> {
+    let mut transaction = client.transaction()?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    transaction
+        .batch_execute("CREATE TABLE IF NOT EXISTS dmarc_schema (version BIGINT NOT NULL)")?;
+    let found: Option<i64> = transaction
+        .query_opt("SELECT version FROM dmarc_schema LIMIT 1", &[])?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    let version = match found {
+        Some(version) => version,
+        None => {
+            for statement in sql::schema(&DIALECT) {
+                transaction.batch_execute(&statement)?;
+            }
+            transaction.execute(
+                "INSERT INTO dmarc_schema (version) VALUES ($1)",
+                &[&sql::SCHEMA_VERSION],
+            )?;
+            sql::SCHEMA_VERSION
+        }
+    };
+    transaction.commit()?;
+    Ok(version)
+}
+
+/// PostgreSQL text cannot hold NUL: it becomes U+FFFD, so that no value
+/// can make a whole batch of records fail.
+fn text(value: &str) -> Cow<'_, str> {
+    if value.contains('\0') {
+        Cow::Owned(value.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+fn bind(value: &Value) -> &(dyn ToSql + Sync) {
+    match value {
+        Value::Int(int) => int,
+        Value::Text(text) => text,
+        Value::Bool(flag) => flag,
+    }
+}
+
+fn read_record(row: &Row) -> Result<Vec<Value>, postgres::Error> {
+    RECORD_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(index, column)| {
+            Ok(match column.kind {
+                ColumnType::Int => Value::Int(row.try_get(index)?),
+                ColumnType::Text => Value::Text(row.try_get(index)?),
+                ColumnType::Bool => Value::Bool(row.try_get(index)?),
+            })
+        })
+        .collect()
+}
+
+fn insert_message(
+    transaction: &mut Transaction<'_>,
+    message: &OutgoingMessage,
+) -> Result<(), postgres::Error> {
+    transaction.execute(
+        sql::INSERT_MESSAGE,
+        &[
+            &sql::kind_word(message.kind),
+            &text(&message.policy_domain),
+            &text(&message.sender),
+            &text(&message.recipient),
+            &message.payload,
+            &message.created,
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store for PostgresStore {
+    fn insert(&mut self, records: &[EvaluationRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(records.len());
+        for record in records {
+            let mut values = sql::record_values(record)?;
+            for value in &mut values {
+                if let Value::Text(Some(string)) = value {
+                    if let Cow::Owned(clean) = text(string) {
+                        *string = clean;
+                    }
+                }
+            }
+            rows.push(values);
+        }
+        self.run("inserting records", |client| {
+            let mut transaction = client.transaction()?;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flatten().map(bind).collect();
+                transaction.execute(&sql::insert_records(chunk.len()), &params)?;
+            }
+            transaction.commit()
+        })
+    }
+
+    fn policy_domains(&mut self, begin: i64, end: i64) -> Result<Vec<String>, StoreError> {
+        let mut domains = self.run("listing policy domains", |client| {
+            client
+                .query(sql::SELECT_POLICY_DOMAINS, &[&begin, &end])?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<Vec<String>, _>>()
+        })?;
+        domains.sort();
+        Ok(domains)
+    }
+
+    fn records(
+        &mut self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+    ) -> Result<Vec<EvaluationRecord>, StoreError> {
+        let policy_domain = text(policy_domain);
+        self.run("reading records", |client| {
+            client
+                .query(&sql::select_records(), &[&policy_domain, &begin, &end])?
+                .iter()
+                .map(read_record)
+                .collect::<Result<Vec<_>, _>>()
+        })?
+        .into_iter()
+        .map(sql::record_from_values)
+        .collect()
+    }
+
+    fn report_exists(
+        &mut self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+    ) -> Result<bool, StoreError> {
+        let policy_domain = text(policy_domain);
+        let count: i64 = self.run("looking up a report", |client| {
+            client
+                .query_one(sql::COUNT_REPORTS, &[&policy_domain, &begin, &end])?
+                .try_get(0)
+        })?;
+        Ok(count > 0)
+    }
+
+    fn add_report(
+        &mut self,
+        report: &ReportEntry,
+        messages: &[OutgoingMessage],
+    ) -> Result<bool, StoreError> {
+        let message_count = sql::to_i64(report.message_count, "message count")?;
+        self.run("adding a report", |client| {
+            let mut transaction = client.transaction()?;
+            // A racing host's insert of the same key waits for ours to
+            // commit or roll back, then does nothing (or inserts).
+            let added = transaction.execute(
+                sql::INSERT_REPORT,
+                &[
+                    &text(&report.policy_domain),
+                    &report.begin,
+                    &report.end,
+                    &text(&report.report_id),
+                    &message_count,
+                    &report.created,
+                ],
+            )?;
+            if added == 0 {
+                transaction.rollback()?;
+                return Ok(false);
+            }
+            for message in messages {
+                insert_message(&mut transaction, message)?;
+            }
+            transaction.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn queue_message(&mut self, message: &OutgoingMessage) -> Result<(), StoreError> {
+        self.run("queueing a message", |client| {
+            let mut transaction = client.transaction()?;
+            insert_message(&mut transaction, message)?;
+            transaction.commit()
+        })
+    }
+
+    fn pending_messages(&mut self, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.run("reading pending messages", |client| {
+            client.query(sql::SELECT_PENDING, &[&limit])
+        })?;
+        rows.iter()
+            .map(|row| {
+                let read =
+                    |error: postgres::Error| self.error("reading pending messages", &error, false);
+                let kind: String = row.try_get(1).map_err(read)?;
+                let attempts: i32 = row.try_get(7).map_err(read)?;
+                Ok(QueuedMessage {
+                    id: row.try_get(0).map_err(read)?,
+                    message: OutgoingMessage {
+                        kind: sql::kind_of(&kind)?,
+                        policy_domain: row.try_get(2).map_err(read)?,
+                        sender: row.try_get(3).map_err(read)?,
+                        recipient: row.try_get(4).map_err(read)?,
+                        payload: row.try_get(5).map_err(read)?,
+                        created: row.try_get(6).map_err(read)?,
+                    },
+                    attempts: u32::try_from(attempts)
+                        .map_err(|_| sql::corrupt("attempts", &attempts.to_string()))?,
+                    last_error: row.try_get(8).map_err(read)?,
+                })
+            })
+            .collect()
+    }
+
+    fn mark_sent(&mut self, id: i64, time: i64) -> Result<(), StoreError> {
+        let changed = self.run("marking a message sent", |client| {
+            client.execute(sql::MARK_SENT, &[&id, &time])
+        })?;
+        sql::message_found(changed > 0, id)
+    }
+
+    fn mark_failed(&mut self, id: i64, error: &str, give_up: bool) -> Result<(), StoreError> {
+        let error = text(error);
+        let changed = self.run("marking a message failed", |client| {
+            client.execute(sql::MARK_FAILED, &[&id, &error, &give_up])
+        })?;
+        sql::message_found(changed > 0, id)
+    }
+
+    fn sent_since(
+        &mut self,
+        kind: MessageKind,
+        recipient: &str,
+        since: i64,
+    ) -> Result<u64, StoreError> {
+        let recipient = text(recipient);
+        let count: i64 = self.run("counting sent messages", |client| {
+            client
+                .query_one(
+                    sql::COUNT_SENT,
+                    &[&sql::kind_word(kind), &recipient, &since],
+                )?
+                .try_get(0)
+        })?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn purge(&mut self, before: i64) -> Result<u64, StoreError> {
+        self.run("purging", |client| {
+            let mut transaction = client.transaction()?;
+            let records = transaction.execute(sql::PURGE_RECORDS, &[&before])?;
+            transaction.execute(sql::PURGE_MESSAGES, &[&before])?;
+            transaction.execute(sql::PURGE_REPORTS, &[&before])?;
+            transaction.commit()?;
+            Ok(records)
+        })
+    }
+}
