@@ -76,7 +76,13 @@ impl Transport {
     ///
     /// [`DeliveryError`], `permanent` when the relay refused the message
     /// with a 5xx reply or the addresses are unusable.
-    pub fn send(&self, id: i64, sender: &str, recipient: &str, payload: &[u8]) -> Result<(), DeliveryError> {
+    pub fn send(
+        &self,
+        id: i64,
+        sender: &str,
+        recipient: &str,
+        payload: &[u8],
+    ) -> Result<(), DeliveryError> {
         let permanent = |message: String| DeliveryError {
             message,
             permanent: true,
@@ -111,7 +117,9 @@ impl Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Transport::Smtp { host, port } if host.contains(':') => write!(f, "smtp:[{host}]:{port}"),
+            Transport::Smtp { host, port } if host.contains(':') => {
+                write!(f, "smtp:[{host}]:{port}")
+            }
             Transport::Smtp { host, port } => write!(f, "smtp:{host}:{port}"),
             Transport::Directory(dir) => write!(f, "dir:{}", dir.display()),
         }
@@ -121,7 +129,13 @@ impl fmt::Display for Transport {
 /// Writes `<dir>/<id>.eml` with `Return-Path` and `X-Original-To` giving
 /// the envelope, through a temporary file and a rename so a reader never
 /// sees half a message.
-fn write_file(dir: &Path, id: i64, sender: &str, recipient: &str, payload: &[u8]) -> Result<(), DeliveryError> {
+fn write_file(
+    dir: &Path,
+    id: i64,
+    sender: &str,
+    recipient: &str,
+    payload: &[u8],
+) -> Result<(), DeliveryError> {
     let fail = |what: &str, e: std::io::Error| DeliveryError {
         message: format!("{what} {}: {e}", dir.display()),
         permanent: false,
@@ -314,13 +328,24 @@ pub fn deliver_pending(
     let mut seen = std::collections::HashSet::new();
     loop {
         let batch = store.pending_messages(settings.batch.max(1) + seen.len())?;
-        let fresh: Vec<QueuedMessage> = batch.into_iter().filter(|m| !seen.contains(&m.id)).collect();
+        let fresh: Vec<QueuedMessage> = batch
+            .into_iter()
+            .filter(|m| !seen.contains(&m.id))
+            .collect();
         if fresh.is_empty() {
             break;
         }
         for queued in fresh {
             seen.insert(queued.id);
-            deliver_one(store, transport, destinations, settings, now, &queued, &mut summary)?;
+            deliver_one(
+                store,
+                transport,
+                destinations,
+                settings,
+                now,
+                &queued,
+                &mut summary,
+            )?;
         }
     }
     Ok(summary)
@@ -358,7 +383,13 @@ fn deliver_one(
             );
         }
         Authorization::Unknown(reason) => {
-            return defer(store, settings, queued, &format!("destination check: {reason}"), summary);
+            return defer(
+                store,
+                settings,
+                queued,
+                &format!("destination check: {reason}"),
+                summary,
+            );
         }
     }
     if message.kind == MessageKind::Failure {
@@ -367,14 +398,17 @@ fn deliver_one(
             summary.rate_limited += 1;
             return store.mark_failed(
                 queued.id,
-                &format!(
-                    "rate limit: {sent} failure reports to this recipient in the last hour"
-                ),
+                &format!("rate limit: {sent} failure reports to this recipient in the last hour"),
                 true,
             );
         }
     }
-    match transport.send(queued.id, &message.sender, &message.recipient, &message.payload) {
+    match transport.send(
+        queued.id,
+        &message.sender,
+        &message.recipient,
+        &message.payload,
+    ) {
         Ok(()) => {
             summary.sent += 1;
             tracing::info!(
@@ -452,7 +486,14 @@ mod tests {
             Transport::parse("dir:/var/spool/dmarc"),
             Ok(Transport::Directory("/var/spool/dmarc".into()))
         );
-        for bad in ["", "smtp:", "dir:", "http://x", "smtp:host:99999", "smtp:a b"] {
+        for bad in [
+            "",
+            "smtp:",
+            "dir:",
+            "http://x",
+            "smtp:host:99999",
+            "smtp:a b",
+        ] {
             assert!(Transport::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(

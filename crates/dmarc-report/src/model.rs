@@ -372,9 +372,12 @@ impl EvaluationRecord {
             result: spf_word(verdict.spf.result),
             human_result: verdict.spf.reason.clone(),
         });
+        // A signature without d= (unparseable, or the summary of those set
+        // aside by max_dkim_signatures) has nothing a report row can name.
         let dkim: Vec<DkimAuth> = verdict
             .dkim
             .iter()
+            .filter(|check| !check.domain.is_empty())
             .map(|check| DkimAuth {
                 domain: check.domain.clone(),
                 selector: check.selector.clone(),

@@ -86,9 +86,14 @@ pub fn queue_aggregate_reports(
             continue;
         }
         let records = store.records(&domain, begin, end)?;
-        let Some(report) =
-            AggregateReport::build(settings.reporter, &domain, begin, end, &records, settings.format)
-        else {
+        let Some(report) = AggregateReport::build(
+            settings.reporter,
+            &domain,
+            begin,
+            end,
+            &records,
+            settings.format,
+        ) else {
             continue;
         };
         let size = report.size_bytes();
@@ -115,7 +120,12 @@ pub fn queue_aggregate_reports(
                 policy_domain: domain.clone(),
                 sender: settings.sender.to_string(),
                 recipient: address.to_string(),
-                payload: report.report_mail(settings.sender, address, now, &settings.reporter.domain),
+                payload: report.report_mail(
+                    settings.sender,
+                    address,
+                    now,
+                    &settings.reporter.domain,
+                ),
                 created: now,
             });
         }
@@ -177,7 +187,8 @@ pub fn previous_utc_day(now: i64) -> (i64, i64) {
 pub fn utc_day(text: &str) -> Result<(i64, i64), String> {
     let bad = || format!("{text:?} is not a date (YYYY-MM-DD)");
     let mut parts = text.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -222,11 +233,24 @@ mod tests {
         assert_eq!(utc_day("1970-01-01"), Ok((0, 86_400)));
         assert_eq!(utc_day("2026-11-22"), Ok((1_795_305_600, 1_795_392_000)));
         assert_eq!(utc_day("2024-02-29").map(|d| d.0), Ok(1_709_164_800));
-        for bad in ["2023-02-29", "2026-13-01", "2026-11", "26-11-22", "x", "2026-11-22-1"] {
+        for bad in [
+            "2023-02-29",
+            "2026-13-01",
+            "2026-11",
+            "26-11-22",
+            "x",
+            "2026-11-22-1",
+        ] {
             assert!(utc_day(bad).is_err(), "{bad}");
         }
-        assert_eq!(previous_utc_day(1_795_305_600 + 3_600), (1_795_219_200, 1_795_305_600));
-        assert_eq!(previous_utc_day(1_795_305_600), (1_795_219_200, 1_795_305_600));
+        assert_eq!(
+            previous_utc_day(1_795_305_600 + 3_600),
+            (1_795_219_200, 1_795_305_600)
+        );
+        assert_eq!(
+            previous_utc_day(1_795_305_600),
+            (1_795_219_200, 1_795_305_600)
+        );
     }
 
     #[test]
@@ -240,7 +264,10 @@ mod tests {
             usable_address(&dest("mailto:rua@example.com"), &own),
             Some("rua@example.com")
         );
-        assert_eq!(usable_address(&dest("mailto:DMARC@mx.example.net"), &own), None);
+        assert_eq!(
+            usable_address(&dest("mailto:DMARC@mx.example.net"), &own),
+            None
+        );
         assert_eq!(usable_address(&dest("https://example.com/rua"), &own), None);
     }
 }

@@ -370,7 +370,12 @@ async fn capped_signatures_check_the_author_domains_first() {
     }
     raw.extend_from_slice(&common::data("dkim-pass-rsa.eml"));
     let cost = bomb("20 foreign signatures above the author's", raw).await;
-    assert_eq!(cost.verdict.dmarc, DmarcResult::Pass, "{:?}", cost.verdict.dkim);
+    assert_eq!(
+        cost.verdict.dmarc,
+        DmarcResult::Pass,
+        "{:?}",
+        cost.verdict.dkim
+    );
     assert_eq!(cost.verdict.disposition, Disposition::Accept);
     // Checked in header order: four foreign ones, then the author's.
     let shown: Vec<(&str, &str, &str)> = cost
