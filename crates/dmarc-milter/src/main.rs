@@ -92,6 +92,14 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // The report store is opened (and its schema created or checked)
+        // outside the async runtime: the PostgreSQL client runs its own.
+        if let Some(reporting) = &config.reporting {
+            if let Err(e) = dmarc_report::store::open(&reporting.store) {
+                eprintln!("dmarc-milter: report_store: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
         // Building the verifier also loads the Public Suffix List and the
         // resolver configuration.
         return match runtime.block_on(async { config.verifier().map(drop) }) {

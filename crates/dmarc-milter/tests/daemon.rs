@@ -69,6 +69,79 @@ fn check_config_refuses_a_bad_value_with_exit_2() {
     assert!(out.contains("missing.toml: cannot read the file"), "{out}");
 }
 
+/// `--check-config` opens the report store: a file in a directory that
+/// does not exist is refused with exit 2, a good one is created.
+#[test]
+fn check_config_opens_the_report_store() {
+    let dir = TempDir::new("check-store");
+    let path = dir.path().join("dmarc-milter.toml");
+    let store = |file: &Path| {
+        format!(
+            "report_store = \"{}\"\nreport_org_name = \"Test\"\nreport_email = \"dmarc@mx.test.example\"\n",
+            file.display()
+        )
+    };
+    std::fs::write(&path, store(&dir.path().join("no/such/dir/r.db"))).unwrap();
+    let (code, out) = check_config(&path);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("dmarc-milter: report_store: "), "{out}");
+    assert!(out.contains("no/such/dir"), "{out}");
+
+    let db = dir.path().join("reports.db");
+    std::fs::write(&path, store(&db)).unwrap();
+    let (code, out) = check_config(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(db.exists());
+}
+
+/// `dmarc-milter report` without reporting configured, or with a bad day,
+/// says so and fails; with a store it prints what it did.
+#[test]
+fn report_command() {
+    let dir = TempDir::new("report-cmd");
+    let path = dir.path().join("dmarc-milter.toml");
+    std::fs::write(&path, "log_level = \"warn\"\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg("report")
+            .args(args)
+            .output()
+            .expect("run dmarc-milter report");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "dmarc-milter report: reporting is not configured: set report_store"
+    );
+
+    std::fs::write(
+        &path,
+        format!(
+            "log_level = \"warn\"\nreport_store = \"{}\"\nreport_org_name = \"Test\"\nreport_email = \"dmarc@mx.test.example\"\nreport_transport = \"dir:{}\"\n",
+            dir.path().join("r.db").display(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["--day", "2026-02-30"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "dmarc-milter report: \"2026-02-30\" is not a date (YYYY-MM-DD)"
+    );
+    let (code, out, err) = run(&["--day", "2026-11-21", "--no-deliver"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("0 policy domains: 0 reports made"), "{out}");
+}
+
 #[test]
 fn help_and_version() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
