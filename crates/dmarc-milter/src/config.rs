@@ -286,7 +286,12 @@ impl Config {
     ///
     /// [`ConfigError`] for a bad value.
     pub fn build(mut raw: RawConfig) -> Result<Config, ConfigError> {
-        let mut verifier = VerifierConfig::default();
+        let mut verifier = VerifierConfig {
+            // The milter logs the trail (debug) but never reads it from the
+            // verdict: skip formatting it unless that log is on.
+            trail: false,
+            ..VerifierConfig::default()
+        };
         let mut dns = DnsConfig::default();
 
         let socket = match raw.take("socket") {

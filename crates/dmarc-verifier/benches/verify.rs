@@ -46,6 +46,8 @@ struct Setup {
     runtime: tokio::runtime::Runtime,
     _dns: TestDns,
     verifier: Verifier,
+    /// The same, with `trail: false` (as the milter runs it).
+    quiet: Verifier,
     envelope: Envelope,
 }
 
@@ -65,6 +67,11 @@ fn setup() -> Setup {
         },
         ..VerifierConfig::default()
     };
+    let quiet = Verifier::new(VerifierConfig {
+        trail: false,
+        ..config.clone()
+    })
+    .expect("verifier");
     let verifier = Verifier::new(config).expect("verifier");
     let envelope = Envelope::new(
         "192.0.2.10".parse().expect("ip"),
@@ -75,6 +82,7 @@ fn setup() -> Setup {
         runtime,
         _dns: dns,
         verifier,
+        quiet,
         envelope,
     }
 }
@@ -107,6 +115,9 @@ fn benches(c: &mut Criterion) {
             verdict.authentication_results
         );
         assert_eq!(verdict.dkim[0].result, DkimResult::Pass, "{name}");
+        let quiet = s.runtime.block_on(s.quiet.verify(&s.envelope, raw));
+        assert_eq!(quiet.dmarc.as_str(), "pass", "{name}");
+        assert!(quiet.trail.is_empty());
     }
 
     let mut group = c.benchmark_group("verify-warm-cache");
@@ -115,6 +126,16 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 s.runtime
                     .block_on(s.verifier.verify(&s.envelope, black_box(raw)))
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("verify-warm-cache-no-trail");
+    for (name, raw) in &messages {
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                s.runtime
+                    .block_on(s.quiet.verify(&s.envelope, black_box(raw)))
             })
         });
     }
@@ -194,23 +215,26 @@ fn benches(c: &mut Criterion) {
         let hash = mean(budget, || {
             black_box(digest(&SHA256, body));
         });
-        let whole = mean(budget, || {
-            black_box(s.runtime.block_on(s.verifier.verify(&s.envelope, raw)));
-        });
         let floor = if name.starts_with("rsa") {
             rsa_verify + hash
         } else {
             hash
         };
-        println!(
-            "  {name:<11} whole {whole:>10.1?}  floor {floor:>10.1?}  ratio {:.2}{}",
-            whole.as_secs_f64() / floor.as_secs_f64(),
-            if name.starts_with("rsa") {
-                ""
-            } else {
-                "  (floor: body hash only; Ed25519 verify not counted)"
-            }
-        );
+        for (label, verifier) in [("", &s.verifier), (" no trail", &s.quiet)] {
+            let whole = mean(budget, || {
+                black_box(s.runtime.block_on(verifier.verify(&s.envelope, raw)));
+            });
+            println!(
+                "  {:<20} whole {whole:>10.1?}  floor {floor:>10.1?}  ratio {:.2}{}",
+                format!("{name}{label}"),
+                whole.as_secs_f64() / floor.as_secs_f64(),
+                if name.starts_with("rsa") {
+                    ""
+                } else {
+                    "  (floor: body hash only; Ed25519 verify not counted)"
+                }
+            );
+        }
     }
 }
 

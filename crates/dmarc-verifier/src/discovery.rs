@@ -192,7 +192,7 @@ pub(crate) async fn lookup(dns: &Dns, domain: &str, trail: &Trail) -> Result<Loo
             None => Lookup::None { nxdomain: false },
         },
         n => {
-            trail.decide(format!(
+            trail.decide_with(|| format!(
                 "{name} has {n} DMARC records: all are discarded (RFC 9989 §4.10 step 2, RFC 7489 §6.6.3 step 5)"
             ));
             Lookup::Several
@@ -233,9 +233,9 @@ async fn discover_psl(
     trail: &Trail,
 ) -> Result<Discovered, DnsFailure> {
     let org_domain = psl.org_domain(author);
-    trail.decide(format!(
-        "organizational domain of {author} by the Public Suffix List: {org_domain}"
-    ));
+    trail.decide_with(|| {
+        format!("organizational domain of {author} by the Public Suffix List: {org_domain}")
+    });
     let first = lookup(dns, author, trail).await?;
     let author_dmarc_nxdomain = matches!(first, Lookup::None { nxdomain: true });
     let found = match first {
@@ -344,18 +344,20 @@ async fn discover_tree_walk(
     };
     let found = walk(dns, author, Some(first), trail).await?;
     let org_domain = select_org_domain(author, &found);
-    trail.decide(format!(
-        "organizational domain of {author} by the DNS tree walk: {org_domain} (records at: {})",
-        if found.is_empty() {
-            "none".to_string()
-        } else {
-            found
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    ));
+    trail.decide_with(|| {
+        format!(
+            "organizational domain of {author} by the DNS tree walk: {org_domain} (records at: {})",
+            if found.is_empty() {
+                "none".to_string()
+            } else {
+                found
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )
+    });
     // RFC 9989 §4.10.1: the Author Domain's record, else the Organizational
     // Domain's, else the Public Suffix Domain's.
     let record = if let Some(record) = author_record {

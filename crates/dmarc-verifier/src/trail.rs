@@ -28,30 +28,58 @@ impl fmt::Display for Step {
 }
 
 /// Collects steps while a message is checked; shared by concurrent lookups.
+///
+/// When disabled (`VerifierConfig::trail` false and the trail's debug log
+/// off) nothing is formatted: the steps are built by closures only called
+/// when enabled.
 #[derive(Debug, Default)]
-pub(crate) struct Trail(Mutex<Vec<Step>>);
+pub(crate) struct Trail {
+    steps: Mutex<Vec<Step>>,
+    disabled: bool,
+}
 
 impl Trail {
-    pub(crate) fn dns(&self, event: DnsEvent) {
+    /// A trail that records when `record` is set or the trail's debug log
+    /// (target `dmarc_verifier::trail`) is on.
+    pub(crate) fn new(record: bool) -> Trail {
+        let log = tracing::enabled!(target: "dmarc_verifier::trail", tracing::Level::DEBUG);
+        Trail {
+            steps: Mutex::default(),
+            disabled: !(record || log),
+        }
+    }
+
+    pub(crate) fn dns_with(&self, event: impl FnOnce() -> DnsEvent) {
+        if self.disabled {
+            return;
+        }
+        let event = event();
         tracing::debug!(target: "dmarc_verifier::trail", "dns: {event}");
         self.push(Step::Dns(event));
     }
 
-    pub(crate) fn decide(&self, text: impl Into<String>) {
-        let text = text.into();
+    pub(crate) fn decide(&self, text: &str) {
+        self.decide_with(|| text.to_string());
+    }
+
+    pub(crate) fn decide_with(&self, text: impl FnOnce() -> String) {
+        if self.disabled {
+            return;
+        }
+        let text = text();
         tracing::debug!(target: "dmarc_verifier::trail", "{text}");
         self.push(Step::Decision(text));
     }
 
     fn push(&self, step: Step) {
-        self.0
+        self.steps
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(step);
     }
 
     pub(crate) fn into_steps(self) -> Vec<Step> {
-        self.0
+        self.steps
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -189,7 +189,7 @@ impl Verifier {
         draw: u8,
         authserv_id: &str,
     ) -> Verdict {
-        let trail = Trail::default();
+        let trail = Trail::new(self.config.trail);
         let raw = to_crlf(message);
         let mut parsed = AuthenticatedMessage::parse(&raw);
         let view = MessageView::new(&self.dns.cache, &trail);
@@ -234,7 +234,7 @@ impl Verifier {
                     evaluations.push(evaluation);
                 }
             }
-            Err(error) => trail.decide(format!("no Author Domain: {error}")),
+            Err(error) => trail.decide_with(|| format!("no Author Domain: {error}")),
         }
 
         self.conclude(authserv_id, spf, dkim, authors, evaluations, shadow, trail)
@@ -343,15 +343,17 @@ impl Verifier {
             MaSpf::PermError => SpfResult::PermError,
             MaSpf::None => SpfResult::None,
         };
-        trail.decide(format!(
-            "SPF {} for {domain} ({}) from {ip}{}",
-            result.as_str(),
-            scope.as_str(),
-            output
-                .explanation()
-                .map(|e| format!(": {}", e.escape_debug()))
-                .unwrap_or_default()
-        ));
+        trail.decide_with(|| {
+            format!(
+                "SPF {} for {domain} ({}) from {ip}{}",
+                result.as_str(),
+                scope.as_str(),
+                output
+                    .explanation()
+                    .map(|e| format!(": {}", e.escape_debug()))
+                    .unwrap_or_default()
+            )
+        });
         SpfCheck {
             result,
             domain,
@@ -411,9 +413,11 @@ impl Verifier {
             }
         });
         let unchecked = count - max;
-        trail.decide(format!(
+        trail.decide_with(|| {
+            format!(
             "{count} DKIM signatures: checking {max}, {unchecked} set aside (max_dkim_signatures)"
-        ));
+        )
+        });
         unchecked
     }
 
@@ -509,16 +513,18 @@ impl Verifier {
                 result = DkimResult::Policy;
                 reason = Some("rsa-sha1 is not accepted (RFC 8301 §3.1)".to_string());
             }
-            trail.decide(format!(
-                "DKIM {} for d={domain} s={} a={}{}",
-                result.as_str(),
-                signature.s,
-                signature.a.name(),
-                reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ));
+            trail.decide_with(|| {
+                format!(
+                    "DKIM {} for d={domain} s={} a={}{}",
+                    result.as_str(),
+                    signature.s,
+                    signature.a.name(),
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )
+            });
             checks.push(DkimCheck {
                 result,
                 domain,
@@ -531,7 +537,7 @@ impl Verifier {
         }
         let skipped = set_aside + not_shown;
         if skipped > 0 {
-            trail.decide(format!("{skipped} DKIM signatures not checked"));
+            trail.decide_with(|| format!("{skipped} DKIM signatures not checked"));
             checks.push(DkimCheck {
                 result: DkimResult::Policy,
                 domain: String::new(),
@@ -565,7 +571,7 @@ impl Verifier {
         match discovery::org_domain(&self.dns, &self.psl, method, domain, trail).await {
             Ok(org) => Some(org),
             Err(failure) => {
-                trail.decide(format!("{failure}"));
+                trail.decide_with(|| format!("{failure}"));
                 None
             }
         }
@@ -600,7 +606,7 @@ impl Verifier {
         } else {
             "not aligned"
         };
-        trail.decide(format!("{what}: {verdict} ({})", alignment.explain()));
+        trail.decide_with(|| format!("{what}: {verdict} ({})", alignment.explain()));
         Some(alignment)
     }
 
@@ -634,7 +640,7 @@ impl Verifier {
             match discovery::discover(&self.dns, &self.psl, method, author, trail).await {
                 Ok(discovered) => discovered,
                 Err(failure) => {
-                    trail.decide(format!("DMARC temperror for {author}: {failure}"));
+                    trail.decide_with(|| format!("DMARC temperror for {author}: {failure}"));
                     evaluation.result = DmarcResult::TempError;
                     evaluation.reason = Some("dns-error".to_string());
                     evaluation.disposition = match self.config.dmarc_temperror {
@@ -646,31 +652,35 @@ impl Verifier {
             };
         evaluation.org_domain = Some(discovered.org_domain.clone());
         let Some((policy_domain, record)) = discovered.record else {
-            trail.decide(format!(
-                "no DMARC record applies to {author}: DMARC does not apply (RFC 9989 §4.10.1)"
-            ));
+            trail.decide_with(|| {
+                format!(
+                    "no DMARC record applies to {author}: DMARC does not apply (RFC 9989 §4.10.1)"
+                )
+            });
             return evaluation;
         };
         evaluation.policy_domain = Some(policy_domain.clone());
         evaluation.record = Some(record.clone());
         let np_counts = method == DiscoveryMethod::TreeWalk;
         let Some(policies) = record.effective_policies(np_counts) else {
-            trail.decide(format!(
+            trail.decide_with(|| format!(
                 "the record at _dmarc.{policy_domain} has no valid policy and no valid rua: no DMARC processing (RFC 7489 §6.6.3 step 6, RFC 9989 §4.10.1)"
             ));
             evaluation.result = DmarcResult::PermError;
             evaluation.reason = Some("invalid-record".to_string());
             return evaluation;
         };
-        trail.decide(format!(
-            "record applied: _dmarc.{policy_domain} \"{}\"{}",
-            record.raw().escape_debug(),
-            if policies.forced_none {
-                " (read as p=none: missing or invalid policy tag with a valid rua)"
-            } else {
-                ""
-            }
-        ));
+        trail.decide_with(|| {
+            format!(
+                "record applied: _dmarc.{policy_domain} \"{}\"{}",
+                record.raw().escape_debug(),
+                if policies.forced_none {
+                    " (read as p=none: missing or invalid policy tag with a valid rua)"
+                } else {
+                    ""
+                }
+            )
+        });
 
         // Identifier alignment (RFC 9989 §4.4, §4.10.2).
         let author_org = discovered.org_domain.as_str();
@@ -754,9 +764,11 @@ impl Verifier {
                     Err(failure) => {
                         // Without an answer we cannot choose between sp and
                         // np; a message that fails is then a temperror.
-                        trail.decide(format!(
-                            "{failure}: cannot tell whether {author} exists; sp is reported"
-                        ));
+                        trail.decide_with(|| {
+                            format!(
+                                "{failure}: cannot tell whether {author} exists; sp is reported"
+                            )
+                        });
                         if temperror_candidate.is_none() {
                             temperror_candidate = Some(("dns-error", self.config.dmarc_temperror));
                         }
@@ -787,23 +799,25 @@ impl Verifier {
             self.config.pct,
             draw,
         );
-        trail.decide(format!(
-            "policy: {}={} published; pct={} (draw {draw}, {}), t={}: {} in force{}",
-            source.as_str(),
-            published.as_str(),
-            record.pct(),
-            if applied.sampled {
-                "sampled"
-            } else {
-                "not sampled"
-            },
-            if record.testing() { "y" } else { "n" },
-            applied.applied.as_str(),
-            applied
-                .reason
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        ));
+        trail.decide_with(|| {
+            format!(
+                "policy: {}={} published; pct={} (draw {draw}, {}), t={}: {} in force{}",
+                source.as_str(),
+                published.as_str(),
+                record.pct(),
+                if applied.sampled {
+                    "sampled"
+                } else {
+                    "not sampled"
+                },
+                if record.testing() { "y" } else { "n" },
+                applied.applied.as_str(),
+                applied
+                    .reason
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )
+        });
         evaluation.policy = Some(applied);
 
         if evaluation.spf_aligned || evaluation.dkim_aligned {
@@ -839,7 +853,7 @@ impl Verifier {
         dkim: &[DkimCheck],
         draw: u8,
     ) -> Option<ShadowDifference> {
-        let scratch = Trail::default();
+        let scratch = Trail::new(false);
         let other = self
             .evaluate(
                 &primary.author_domain,
@@ -925,17 +939,19 @@ impl Verifier {
             }
         };
         if self.config.enforcement == Enforcement::Monitor && disposition != Disposition::Accept {
-            trail.decide(format!("monitor mode: {disposition} becomes accept"));
+            trail.decide_with(|| format!("monitor mode: {disposition} becomes accept"));
             disposition = Disposition::Accept;
             override_reason = Some(OverrideReason::LocalPolicy);
         }
-        trail.decide(format!(
-            "DMARC {}: disposition {disposition}{}",
-            dmarc.as_str(),
-            override_reason
-                .map(|r| format!(" (override: {r})"))
-                .unwrap_or_default()
-        ));
+        trail.decide_with(|| {
+            format!(
+                "DMARC {}: disposition {disposition}{}",
+                dmarc.as_str(),
+                override_reason
+                    .map(|r| format!(" (override: {r})"))
+                    .unwrap_or_default()
+            )
+        });
         Verdict {
             spf,
             dkim,

@@ -77,6 +77,24 @@ async fn dkim_only_pass_is_dmarc_pass() {
     );
 }
 
+/// `trail: false` leaves the trail empty and changes nothing else.
+#[tokio::test]
+async fn without_the_trail_the_verdict_is_the_same() {
+    let (_dns, with) = setup(&zone(BASE), |_| {}).await;
+    let (_dns2, without) = setup(&zone(BASE), |c| c.trail = false).await;
+    let env = envelope("203.0.113.9", "bounce@example.net");
+    let message = data("dkim-pass-rsa.eml");
+    let a = with.verify_with_draw(&env, &message, 0).await;
+    let b = without.verify_with_draw(&env, &message, 0).await;
+    assert!(!a.trail.is_empty());
+    assert!(b.trail.is_empty());
+    assert_eq!(a.authentication_results, b.authentication_results);
+    assert_eq!(
+        (a.dmarc, a.disposition, a.dkim.clone(), a.spf.clone()),
+        (b.dmarc, b.disposition, b.dkim.clone(), b.spf.clone())
+    );
+}
+
 #[tokio::test]
 async fn both_pass_with_ed25519() {
     let (_dns, verifier) = setup(&zone(BASE), |_| {}).await;

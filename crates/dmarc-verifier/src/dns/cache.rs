@@ -288,7 +288,7 @@ impl<K: CacheKey, V: CachedAnswer> ResolverCache<K, V> for TypedView<'_, K, V> {
     {
         let (key, value) = self.cache.get_entry(name)?;
         self.trail
-            .dns(DnsEvent::new(V::TYPE, key.name(), value.summary(), true));
+            .dns_with(|| DnsEvent::new(V::TYPE, key.name(), value.summary(), true));
         Some(value)
     }
 
@@ -302,7 +302,7 @@ impl<K: CacheKey, V: CachedAnswer> ResolverCache<K, V> for TypedView<'_, K, V> {
 
     fn insert(&self, key: K, value: V, valid_until: Instant) {
         self.trail
-            .dns(DnsEvent::new(V::TYPE, key.name(), value.summary(), false));
+            .dns_with(|| DnsEvent::new(V::TYPE, key.name(), value.summary(), false));
         self.cache.insert(key, value, valid_until);
     }
 }

@@ -226,7 +226,7 @@ impl Dns {
     ///
     /// [`DnsFailure`] when the question could not be answered.
     pub async fn lookup_txt(&self, name: &str) -> Result<Option<Vec<Vec<u8>>>, DnsFailure> {
-        let trail = Trail::default();
+        let trail = Trail::new(false);
         match self.txt(name, &trail).await? {
             TxtAnswer::Records(records) => Ok(Some(records.to_vec())),
             TxtAnswer::NxDomain | TxtAnswer::NoData => Ok(None),
@@ -247,21 +247,25 @@ impl Dns {
     ) -> Result<(TxtAnswer, Instant), DnsFailure> {
         let key = fqdn(name);
         if let Some((answer, expires)) = self.cache.raw_txt.get_with_expiry(key.as_str()) {
-            trail.dns(DnsEvent::new(
-                RecordType::Txt,
-                name.to_string(),
-                describe_txt(&answer),
-                true,
-            ));
+            trail.dns_with(|| {
+                DnsEvent::new(
+                    RecordType::Txt,
+                    name.to_string(),
+                    describe_txt(&answer),
+                    true,
+                )
+            });
             return Ok((answer, expires));
         }
         if let Some(failure) = self.cache.failed_txt.get(key.as_str()) {
-            trail.dns(DnsEvent::new(
-                RecordType::Txt,
-                name.to_string(),
-                format!("error: {} (failed moments ago)", failure.reason),
-                true,
-            ));
+            trail.dns_with(|| {
+                DnsEvent::new(
+                    RecordType::Txt,
+                    name.to_string(),
+                    format!("error: {} (failed moments ago)", failure.reason),
+                    true,
+                )
+            });
             return Err(failure);
         }
         let result = coalesce(&self.inflight_txt, &key, || self.resolve_txt(&key)).await;
@@ -279,12 +283,7 @@ impl Dns {
             Ok((answer, _)) => describe_txt(answer),
             Err(failure) => format!("error: {}", failure.reason),
         };
-        trail.dns(DnsEvent::new(
-            RecordType::Txt,
-            name.to_string(),
-            described,
-            false,
-        ));
+        trail.dns_with(|| DnsEvent::new(RecordType::Txt, name.to_string(), described, false));
         result
     }
 
@@ -373,12 +372,14 @@ impl Dns {
     pub(crate) async fn exists(&self, name: &str, trail: &Trail) -> Result<bool, DnsFailure> {
         let key = fqdn(name);
         if let Some(exists) = self.cache.exists.get(key.as_str()) {
-            trail.dns(DnsEvent::new(
-                RecordType::A,
-                name.to_string(),
-                describe_exists(exists),
-                true,
-            ));
+            trail.dns_with(|| {
+                DnsEvent::new(
+                    RecordType::A,
+                    name.to_string(),
+                    describe_exists(exists),
+                    true,
+                )
+            });
             return Ok(exists);
         }
         let result = coalesce(&self.inflight_exists, &key, || self.resolve_exists(&key)).await;
@@ -386,12 +387,7 @@ impl Dns {
             Ok((exists, _)) => describe_exists(*exists),
             Err(failure) => format!("error: {}", failure.reason),
         };
-        trail.dns(DnsEvent::new(
-            RecordType::A,
-            name.to_string(),
-            described,
-            false,
-        ));
+        trail.dns_with(|| DnsEvent::new(RecordType::A, name.to_string(), described, false));
         result.map(|(exists, _)| exists)
     }
 
