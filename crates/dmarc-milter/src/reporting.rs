@@ -230,7 +230,7 @@ impl fmt::Display for ReportOutcome {
         let d = &self.delivered;
         write!(
             f,
-            "{} policy domains: {} reports made ({} already made, {} excluded, {} without destination), {} messages queued, {} destinations over their size limit; delivery: {} sent, {} deferred, {} given up, {} refused by destination, {} rate-limited; {} old evaluations purged",
+            "{} policy domains: {} reports made ({} already made, {} excluded, {} without destination), {} messages queued, {} destinations over their size limit; delivery: {} sent, {} deferred, {} given up, {} refused by destination, {} rate-limited, {} held by another run; {} old evaluations purged",
             g.domains,
             g.reports,
             g.already_done,
@@ -243,6 +243,7 @@ impl fmt::Display for ReportOutcome {
             d.given_up,
             d.unauthorized,
             d.rate_limited,
+            d.claimed_elsewhere,
             self.purged
         )
     }

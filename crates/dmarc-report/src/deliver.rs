@@ -268,6 +268,11 @@ fn is_dmarc1(record: &[u8]) -> bool {
     tag == "v" && value.eq_ignore_ascii_case("DMARC1")
 }
 
+/// How long a run holds a message it is delivering: longer than the SMTP
+/// timeout, so a slow delivery is not taken over, short enough that a
+/// crashed run's messages go out with the next.
+const CLAIM_SECONDS: i64 = 600;
+
 /// How the delivery loop behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliverySettings {
@@ -305,6 +310,9 @@ pub struct DeliverySummary {
     pub unauthorized: u64,
     /// Failure reports dropped by the per-recipient rate limit.
     pub rate_limited: u64,
+    /// Left to another run that holds them (several MX hosts sharing a
+    /// store).
+    pub claimed_elsewhere: u64,
 }
 
 /// Delivers every pending message once: each is checked (destination
@@ -361,6 +369,11 @@ fn deliver_one(
     summary: &mut DeliverySummary,
 ) -> Result<(), StoreError> {
     let message = &queued.message;
+    // Another run (another MX host on a shared store) may be delivering it.
+    if !store.claim(queued.id, now, now + CLAIM_SECONDS)? {
+        summary.claimed_elsewhere += 1;
+        return Ok(());
+    }
     let Some((_, host)) = message.recipient.rsplit_once('@') else {
         summary.given_up += 1;
         return store.mark_failed(queued.id, "recipient without a domain", true);

@@ -242,6 +242,7 @@ suite!(
     text_with_nul_is_stored,
     add_report_is_idempotent,
     add_report_race_has_exactly_one_winner,
+    claims_race_has_exactly_one_winner_and_expire,
     messages_go_from_pending_to_sent_or_abandoned,
     sent_since_counts_sent_messages_of_one_kind_and_recipient,
     purge_removes_old_records_and_finished_messages,
@@ -386,6 +387,38 @@ fn add_report_race_has_exactly_one_winner(backend: &dyn Backend) {
         "{results:?}"
     );
     assert_eq!(backend.open().pending_messages(100).unwrap().len(), 1);
+}
+
+/// Hosts delivering from one store: each message is claimed by exactly one
+/// of them; a claim expires (a crashed host's messages go out later); a
+/// sent message cannot be claimed.
+fn claims_race_has_exactly_one_winner_and_expire(backend: &dyn Backend) {
+    const HOSTS: usize = 4;
+    let mut store = backend.open();
+    store
+        .queue_message(&message(MessageKind::Aggregate, "rua@example.com", 10))
+        .unwrap();
+    let id = store.pending_messages(1).unwrap()[0].id;
+    let barrier = Barrier::new(HOSTS);
+    let won: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..HOSTS)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut store = backend.open();
+                    barrier.wait();
+                    store.claim(id, 1_000, 1_600).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    assert!(!store.claim(id, 1_599, 2_000).unwrap(), "still held");
+    assert!(store.claim(id, 1_600, 2_200).unwrap(), "expired");
+    store.mark_sent(id, 1_700).unwrap();
+    assert!(!store.claim(id, 5_000, 5_600).unwrap(), "sent");
+    assert!(!store.claim(id + 1_000, 5_000, 5_600).unwrap(), "unknown");
 }
 
 fn messages_go_from_pending_to_sent_or_abandoned(backend: &dyn Backend) {
@@ -1104,6 +1137,9 @@ macro_rules! delegate_store {
                 limit: usize,
             ) -> Result<Vec<dmarc_report::store::QueuedMessage>, StoreError> {
                 self.inner.pending_messages(limit)
+            }
+            fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError> {
+                self.inner.claim(id, now, until)
             }
             fn mark_sent(&mut self, id: i64, time: i64) -> Result<(), StoreError> {
                 self.inner.mark_sent(id, time)

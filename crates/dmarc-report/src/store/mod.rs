@@ -203,6 +203,12 @@ pub trait Store: Send {
     /// `limit`.
     fn pending_messages(&mut self, limit: usize) -> Result<Vec<QueuedMessage>, StoreError>;
 
+    /// Takes pending message `id` for delivery until `until`, unless another
+    /// run holds it at `now`; true when this caller got it. Two hosts
+    /// delivering from one shared store never send the same message
+    /// twice while a claim holds (a crashed holder's claim expires).
+    fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError>;
+
     /// Marks a message delivered at `time`.
     fn mark_sent(&mut self, id: i64, time: i64) -> Result<(), StoreError>;
 

@@ -469,6 +469,13 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError> {
+        let changed = self.run("claiming a message", |client| {
+            client.execute(sql::CLAIM, &[&id, &now, &until])
+        })?;
+        Ok(changed > 0)
+    }
+
     fn mark_sent(&mut self, id: i64, time: i64) -> Result<(), StoreError> {
         let changed = self.run("marking a message sent", |client| {
             client.execute(sql::MARK_SENT, &[&id, &time])

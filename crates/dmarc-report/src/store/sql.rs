@@ -152,7 +152,8 @@ pub(crate) fn schema(dialect: &Dialect) -> Vec<String> {
              state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'abandoned')), \
              attempts INTEGER NOT NULL, \
              last_error TEXT, \
-             sent_at {int})"
+             sent_at {int}, \
+             claimed_until {int})"
         ),
         "CREATE INDEX IF NOT EXISTS dmarc_messages_state \
          ON dmarc_messages (state, created)"
@@ -221,14 +222,20 @@ pub(crate) const SELECT_PENDING: &str = "SELECT id, kind, policy_domain, sender,
      payload, created, attempts, last_error FROM dmarc_messages \
      WHERE state = 'pending' ORDER BY created, id LIMIT $1";
 
+/// Claims pending message `$1` until `$3` if no one holds it at `$2`
+/// (one UPDATE: atomic in both databases).
+pub(crate) const CLAIM: &str = "UPDATE dmarc_messages SET claimed_until = $3 \
+     WHERE id = $1 AND state = 'pending' \
+     AND (claimed_until IS NULL OR claimed_until <= $2)";
+
 /// Message `$1` delivered at `$2`.
 pub(crate) const MARK_SENT: &str =
-    "UPDATE dmarc_messages SET state = 'sent', sent_at = $2 WHERE id = $1";
+    "UPDATE dmarc_messages SET state = 'sent', sent_at = $2, claimed_until = NULL WHERE id = $1";
 
-/// A failed attempt on message `$1` with error `$2`; `$3` gives up on a
-/// pending message (a sent one stays sent).
+/// A failed attempt on message `$1` with error `$2` (its claim released);
+/// `$3` gives up on a pending message (a sent one stays sent).
 pub(crate) const MARK_FAILED: &str = "UPDATE dmarc_messages \
-     SET attempts = attempts + 1, last_error = $2, \
+     SET attempts = attempts + 1, last_error = $2, claimed_until = NULL, \
      state = CASE WHEN state = 'pending' AND $3 THEN 'abandoned' ELSE state END \
      WHERE id = $1";
 

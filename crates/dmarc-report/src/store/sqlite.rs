@@ -444,6 +444,13 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError> {
+        let changed = self.write("claiming a message", |transaction| {
+            transaction.execute(&sql::sqlite_placeholders(sql::CLAIM), [id, now, until])
+        })?;
+        Ok(changed > 0)
+    }
+
     fn mark_sent(&mut self, id: i64, time: i64) -> Result<(), StoreError> {
         let changed = self.write("marking a message sent", |transaction| {
             transaction.execute(&sql::sqlite_placeholders(sql::MARK_SENT), [id, time])
