@@ -505,30 +505,7 @@ impl Config {
             }
             None => default_ignore_hosts(),
         };
-        let ignore_from_domains = match raw.take("ignore_from_domains") {
-            Some(entry) => {
-                let expected = "a list of domains such as \"example.com\" or \".example.com\"";
-                let Value::Array(items) = &entry.value else {
-                    return Err(raw.invalid(&entry, "ignore_from_domains", expected));
-                };
-                let mut patterns = Vec::new();
-                for item in items {
-                    match item.as_str().and_then(parse_domain_pattern) {
-                        Some(pattern) => patterns.push(pattern),
-                        None => {
-                            return Err(raw.invalid_item(
-                                &entry,
-                                item,
-                                "ignore_from_domains",
-                                expected,
-                            ))
-                        }
-                    }
-                }
-                patterns
-            }
-            None => Vec::new(),
-        };
+        let ignore_from_domains = raw.domain_patterns("ignore_from_domains")?;
 
         let reporting = build_reporting(&mut raw, &verifier)?;
 
@@ -709,30 +686,7 @@ fn build_reporting(
             port: 25,
         },
     };
-    let exclude_domains = match raw.take("report_exclude_domains") {
-        Some(entry) => {
-            let expected = "a list of domains such as \"example.com\" or \".example.com\"";
-            let Value::Array(items) = &entry.value else {
-                return Err(raw.invalid(&entry, "report_exclude_domains", expected));
-            };
-            let mut patterns = Vec::new();
-            for item in items {
-                match item.as_str().and_then(parse_domain_pattern) {
-                    Some(pattern) => patterns.push(pattern),
-                    None => {
-                        return Err(raw.invalid_item(
-                            &entry,
-                            item,
-                            "report_exclude_domains",
-                            expected,
-                        ))
-                    }
-                }
-            }
-            patterns
-        }
-        None => Vec::new(),
-    };
+    let exclude_domains = raw.domain_patterns("report_exclude_domains")?;
     let max_attempts = raw.integer("report_max_attempts", 1, 1000)?.unwrap_or(24);
     let retention_days = raw.integer("report_retention_days", 1, 3650)?.unwrap_or(30);
     let failure_reports = raw.boolean("failure_reports")?.unwrap_or(false);
@@ -937,6 +891,26 @@ impl RawConfig {
             Value::String(s) if !s.is_empty() => Ok(s.clone()),
             _ => Err(self.invalid(entry, key, expected)),
         }
+    }
+
+    /// A list of domain patterns (`"example.com"`, `".example.com"`);
+    /// empty when the key is absent.
+    fn domain_patterns(&mut self, key: &'static str) -> Result<Vec<DomainPattern>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(Vec::new());
+        };
+        let expected = "a list of domains such as \"example.com\" or \".example.com\"";
+        let Value::Array(items) = &entry.value else {
+            return Err(self.invalid(&entry, key, expected));
+        };
+        items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .and_then(parse_domain_pattern)
+                    .ok_or_else(|| self.invalid_item(&entry, item, key, expected))
+            })
+            .collect()
     }
 
     fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
