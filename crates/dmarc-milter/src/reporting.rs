@@ -15,7 +15,9 @@ use dmarc_report::{
 };
 use dmarc_verifier::{dns::Dns, Envelope, PublicSuffixList, Verdict};
 use std::{
+    collections::HashMap,
     fmt,
+    sync::{Mutex, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -46,6 +48,39 @@ pub(crate) struct Reporting {
     recorder: Recorder,
     /// Failure reports waiting to be stored (`failure_reports = true`).
     outbox: Option<Outbox>,
+    /// Failure reports queued this hour, per recipient: over
+    /// `failure_reports_per_hour` they are not even built, so a flood of
+    /// forgeries cannot fill the store (delivery checks the limit again,
+    /// across hosts).
+    failure_counts: Mutex<FailureCounts>,
+}
+
+/// Per-recipient counts of one clock hour.
+#[derive(Debug, Default)]
+struct FailureCounts {
+    hour: i64,
+    per_recipient: HashMap<String, u64>,
+}
+
+impl FailureCounts {
+    /// Counts one more report to `recipient` at `now`; false when the
+    /// hour's limit is reached.
+    fn admit(&mut self, recipient: &str, now: i64, limit: u64) -> bool {
+        let hour = now.div_euclid(3_600);
+        if hour != self.hour {
+            self.hour = hour;
+            self.per_recipient.clear();
+        }
+        let count = self
+            .per_recipient
+            .entry(recipient.to_ascii_lowercase())
+            .or_insert(0);
+        if *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
 }
 
 /// What a failure report needs of the message besides its verdict.
@@ -86,6 +121,7 @@ impl Reporting {
             config: config.clone(),
             recorder,
             outbox,
+            failure_counts: Mutex::default(),
         })
     }
 
@@ -135,14 +171,13 @@ impl Reporting {
         let (headers, body) = message.raw.split_at(header_end);
         let mut config = FailureConfig::new(self.config.reporter.domain.clone());
         config.include_body = self.config.failure_report_content == FailureReportContent::Full;
-        let ar = verdict.authentication_results.clone();
         let sender = &self.config.reporter.email;
         for kind in kinds {
             let input = FailureInput {
                 body: Some(body),
                 mail_from: Some(envelope.mail_from.as_str()),
                 envelope_id: (!message.queue_id.is_empty()).then_some(message.queue_id),
-                authentication_results: Some(ar.as_str()),
+                authentication_results: Some(verdict.authentication_results.as_str()),
                 ..FailureInput::new(record, kind, headers)
             };
             let report = FailureReport::build(&input, &config);
@@ -153,6 +188,14 @@ impl Reporting {
                 if address.eq_ignore_ascii_case(sender)
                     || address.chars().any(|c| c.is_whitespace() || c.is_control())
                 {
+                    continue;
+                }
+                let admitted = self
+                    .failure_counts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .admit(address, now, self.config.failure_reports_per_hour);
+                if !admitted {
                     continue;
                 }
                 let payload =
@@ -199,6 +242,23 @@ impl Reporting {
                 "report store not flushed within {timeout:?}: evaluations not yet written are lost"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureCounts;
+
+    #[test]
+    fn failure_reports_are_counted_per_recipient_and_hour() {
+        let mut counts = FailureCounts::default();
+        let hour = 1_795_305_600;
+        assert!(counts.admit("ruf@a.example", hour, 2));
+        assert!(counts.admit("RUF@a.example", hour + 10, 2));
+        assert!(!counts.admit("ruf@a.example", hour + 20, 2));
+        assert!(counts.admit("ruf@b.example", hour + 20, 2));
+        assert!(counts.admit("ruf@a.example", hour + 3_600, 2));
+        assert!(!counts.admit("x@a.example", hour, 0));
     }
 }
 

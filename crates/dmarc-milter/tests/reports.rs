@@ -376,7 +376,8 @@ _dmarc.fail.example.         IN TXT \"v=DMARC1; p=none; ruf=mailto:ruf@fail.exam
 /// Failure reports (RFC 9991): queued by the milter for a failing message
 /// of a domain with `ruf`, delivered by the next run (here into a
 /// directory), header fields only with the body left out, at most
-/// `failure_reports_per_hour` to one address.
+/// `failure_reports_per_hour` to one address (checked when queued, and
+/// again when delivered: see dmarc-report's tests/run.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_reports_are_queued_and_rate_limited() {
     let store_dir = TempDir::new("reports-ruf");
@@ -412,8 +413,10 @@ async fn failure_reports_are_queued_and_rate_limited() {
             now: unix_now(),
         },
     );
+    // The third was never queued: the milter counts per recipient and hour
+    // too, so a flood of forgeries cannot fill the store.
     assert_eq!(outcome.delivered.sent, 2, "{outcome}");
-    assert_eq!(outcome.delivered.rate_limited, 1, "{outcome}");
+    assert_eq!(outcome.delivered.rate_limited, 0, "{outcome}");
 
     let files: Vec<_> = std::fs::read_dir(&out)
         .unwrap()

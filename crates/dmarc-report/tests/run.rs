@@ -11,7 +11,7 @@ use dmarc_report::{
         PolicyWord, PublishedPolicy, ReportDestination,
     },
     run::{queue_aggregate_reports, AggregateSettings},
-    store::{SqliteStore, Store},
+    store::{MessageKind, OutgoingMessage, SqliteStore, Store},
 };
 use std::collections::HashMap;
 
@@ -201,4 +201,41 @@ fn delivery_checks_consent_retries_and_gives_up() {
     assert!(f.store.pending_messages(10).unwrap().is_empty());
     let third = deliver_pending(&mut f.store, &transport, &mut table, &settings, END + 40).unwrap();
     assert_eq!(third, Default::default());
+}
+
+/// Failure reports over `failure_reports_per_hour` to one recipient are
+/// dropped at delivery (several hosts queue into one store).
+#[test]
+fn failure_reports_are_rate_limited_at_delivery() {
+    let mut f = fixture();
+    for _ in 0..3 {
+        f.store
+            .queue_message(&OutgoingMessage {
+                kind: MessageKind::Failure,
+                policy_domain: "a.example".into(),
+                sender: "dmarc@mx.example.net".into(),
+                recipient: "ruf@a.example".into(),
+                payload: b"Subject: x\r\n\r\nreport\r\n".to_vec(),
+                created: END,
+            })
+            .unwrap();
+    }
+    let mut table = Table(HashMap::from([(
+        ("a.example".to_string(), "a.example".to_string()),
+        Authorization::Authorized,
+    )]));
+    let settings = DeliverySettings {
+        failure_reports_per_hour: 2,
+        ..DeliverySettings::default()
+    };
+    let summary = deliver_pending(
+        &mut f.store,
+        &Transport::Directory(f.out.clone()),
+        &mut table,
+        &settings,
+        END + 5,
+    )
+    .unwrap();
+    assert_eq!((summary.sent, summary.rate_limited), (2, 1));
+    assert!(f.store.pending_messages(10).unwrap().is_empty());
 }
