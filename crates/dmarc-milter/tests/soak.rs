@@ -14,6 +14,9 @@
 //!
 //! `DMARC_SOAK_MESSAGES` sets the number of messages (default 1,000,000),
 //! `DMARC_SOAK_CONNECTIONS` the concurrent MTA connections (default 8).
+//! `DMARC_SOAK_REPORT_STORE=1` records every verdict in an SQLite report
+//! store (in a temporary directory) and checks at the end that the store
+//! holds one evaluation per message.
 //! Each connection carries 1,000 messages, then a new one is opened. The
 //! mix: a forged message (550), a DKIM-signed newsletter (accepted, our
 //! header inserted, a forged Authentication-Results deleted) and a
@@ -285,8 +288,22 @@ async fn a_million_messages_keep_rss_flat() {
     let connections = env_number("DMARC_SOAK_CONNECTIONS", 8).max(1);
     // Quarantine as a header: the hold action is counted as a third action
     // otherwise; the decision path is the same.
+    let store_dir = TempDir::new("soak-store");
+    let store_path = store_dir.path().join("reports.db");
+    let with_store = std::env::var_os("DMARC_SOAK_REPORT_STORE").is_some();
+    let store_config = if with_store {
+        format!(
+            "report_store = \"{}\"\nreport_org_name = \"Soak\"\nreport_email = \"dmarc@mx.test.example\"\n",
+            store_path.display()
+        )
+    } else {
+        String::new()
+    };
     let milter = Arc::new(
-        UnixMilter::start("max_connections = 64\nquarantine_action = \"header-only\"").await,
+        UnixMilter::start(&format!(
+            "max_connections = 64\nquarantine_action = \"header-only\"\n{store_config}"
+        ))
+        .await,
     );
     let newsletter = Mail::example("newsletter.eml").prepend(
         "Authentication-Results",
@@ -362,4 +379,18 @@ async fn a_million_messages_keep_rss_flat() {
     );
     let milter = Arc::into_inner(milter).expect("last reference");
     milter.stop().await;
+    if with_store {
+        let location = dmarc_report::store::StoreLocation::Sqlite(store_path.clone());
+        let mut store = dmarc_report::store::open(&location).expect("report store");
+        let mut recorded = 0;
+        for domain in store.policy_domains(0, i64::MAX).expect("domains") {
+            recorded += store.records(&domain, 0, i64::MAX).expect("records").len() as u64;
+        }
+        let size = std::fs::metadata(&store_path).map_or(0, |m| m.len());
+        println!(
+            "soak: report store holds {recorded} evaluations for {total} messages, {:.1} MiB",
+            size as f64 / (1024.0 * 1024.0)
+        );
+        assert_eq!(recorded, total, "every verdict recorded");
+    }
 }
