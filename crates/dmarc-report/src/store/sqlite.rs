@@ -111,9 +111,19 @@ impl SqliteStore {
         connection
             .busy_timeout(options.busy_timeout)
             .map_err(failed)?;
-        let journal: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(failed)?;
+        // Switching a new file to WAL needs an exclusive lock, and SQLite
+        // does not always call the busy handler for it (a reader holding a
+        // shared lock could deadlock): two processes opening a new store at
+        // once can get SQLITE_BUSY at once. Retry until busy_timeout.
+        let started = std::time::Instant::now();
+        let journal: String = loop {
+            match connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+                Err(error) if is_busy(&error) && started.elapsed() < options.busy_timeout => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => break result.map_err(failed)?,
+            }
+        };
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(StoreError {
                 message: format!(
@@ -252,10 +262,7 @@ fn opening_error(path: &Path, directory: &Path, error: &rusqlite::Error) -> Stor
 /// Busy and locked databases, and a full disk, may get better by
 /// themselves; the rest needs an operator.
 fn is_transient(error: &rusqlite::Error) -> bool {
-    matches!(
-        error.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull)
-    )
+    is_busy(error) || error.sqlite_error_code() == Some(ErrorCode::DiskFull)
 }
 
 fn bind(value: &Value) -> &dyn ToSql {
@@ -495,4 +502,12 @@ impl Store for SqliteStore {
         })?;
         Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
+}
+
+/// True for SQLITE_BUSY and SQLITE_LOCKED.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
 }
