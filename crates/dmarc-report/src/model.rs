@@ -220,12 +220,7 @@ pub struct ReportDestination {
 impl ReportDestination {
     /// The address of a `mailto:` URI (without `?headers`), or `None`.
     pub fn mailto_address(&self) -> Option<&str> {
-        let (scheme, rest) = self.uri.split_once(':')?;
-        if !scheme.eq_ignore_ascii_case("mailto") {
-            return None;
-        }
-        let address = rest.split('?').next().unwrap_or(rest);
-        address.contains('@').then_some(address)
+        dmarc_verifier::record::mailto_address(&self.uri)
     }
 }
 

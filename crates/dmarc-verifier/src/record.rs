@@ -183,14 +183,7 @@ pub struct ReportUri {
 impl ReportUri {
     /// The address of a `mailto:` URI, or `None` for other schemes.
     pub fn mailto_address(&self) -> Option<&str> {
-        let scheme_end = self.uri.find(':')?;
-        let (scheme, rest) = self.uri.split_at(scheme_end);
-        if !scheme.eq_ignore_ascii_case("mailto") {
-            return None;
-        }
-        let address = rest.get(1..)?;
-        let address = address.split('?').next().unwrap_or(address);
-        address.contains('@').then_some(address)
+        mailto_address(&self.uri)
     }
 
     fn parse(value: &str) -> Option<ReportUri> {
@@ -213,6 +206,17 @@ impl ReportUri {
             max_size,
         })
     }
+}
+
+/// The address of a `mailto:` URI (without `?headers`), or `None` for
+/// another scheme or an address without `@`.
+pub fn mailto_address(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("mailto") {
+        return None;
+    }
+    let address = rest.split('?').next().unwrap_or(rest);
+    address.contains('@').then_some(address)
 }
 
 fn parse_size(size: &str) -> Option<u64> {
