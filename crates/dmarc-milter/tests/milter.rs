@@ -34,23 +34,6 @@ fn delete(index: i32) -> EomAction {
     }
 }
 
-async fn newsletter(milter: &Milter, mail: &Mail) -> (Vec<EomAction>, Status) {
-    let mut conn = milter.connect("192.0.2.10", "mail.example.com").await;
-    let (actions, status) = send(&mut conn, "bounce-123@bounce.example.net", None, mail).await;
-    (actions.actions, status)
-}
-
-async fn forged(
-    milter: &Milter,
-    client: &str,
-    auth: Option<&str>,
-    mail: &Mail,
-) -> (Vec<EomAction>, Status) {
-    let mut conn = milter.connect(client, "unknown.example.net").await;
-    let (actions, status) = send(&mut conn, "ceo@example.com", auth, mail).await;
-    (actions.actions, status)
-}
-
 async fn subdomain(milter: &Milter) -> (Vec<EomAction>, Status) {
     let mut conn = milter
         .connect("198.51.100.77", "smtp.billing.example.com")

@@ -186,23 +186,13 @@ async fn verdicts_become_aggregate_reports_delivered_over_smtp() {
     // Three legitimate newsletters (DKIM pass), two forgeries (reject),
     // one partner message (p=none, fail).
     for _ in 0..3 {
-        let mut conn = milter.connect("192.0.2.10", "mail.example.com").await;
-        let (_, status) = send(
-            &mut conn,
-            "bounce-123@bounce.example.net",
-            None,
-            &Mail::example("newsletter.eml"),
-        )
-        .await;
+        let (_, status) = newsletter(&milter, &Mail::example("newsletter.eml")).await;
         assert_eq!(status, Status::Accept);
     }
     for _ in 0..2 {
-        let mut conn = milter
-            .connect("198.51.100.200", "unknown.example.net")
-            .await;
-        let (_, status) = send(
-            &mut conn,
-            "ceo@example.com",
+        let (_, status) = forged(
+            &milter,
+            "198.51.100.200",
             None,
             &Mail::example("forged.eml"),
         )
@@ -311,18 +301,14 @@ async fn a_failed_delivery_is_retried_on_the_next_run() {
         )
     };
     let milter = Milter::start(&extra(&format!("smtp:{dead}"))).await;
-    let mut conn = milter
-        .connect("198.51.100.200", "unknown.example.net")
-        .await;
-    let (_, status) = send(
-        &mut conn,
-        "ceo@example.com",
+    let (_, status) = forged(
+        &milter,
+        "198.51.100.200",
         None,
         &Mail::example("forged.eml"),
     )
     .await;
     assert!(matches!(status, Status::Reject { .. }));
-    drop(conn);
     milter.stop().await.expect("clean stop");
     let dns = TestDns::start(&demo_zone()).await.expect("test DNS");
     let config = Config::parse(

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use dmarc_milter::{reload_channel, Config, MilterListener, Reloader};
-use indymilter_test::{EomActions, MacroStage, Status, TestConnection};
+use indymilter_test::{EomAction, EomActions, MacroStage, Status, TestConnection};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -264,6 +264,26 @@ pub async fn send(
 ) -> (EomActions, Status) {
     send_until_body(conn, mail_from, auth_user, mail).await;
     finish(conn, mail, "4XTEST").await
+}
+
+/// The demo newsletter's sender: a client in example.com's SPF, an ESP
+/// bounce address.
+pub async fn newsletter(milter: &Milter, mail: &Mail) -> (Vec<EomAction>, Status) {
+    let mut conn = milter.connect("192.0.2.10", "mail.example.com").await;
+    let (actions, status) = send(&mut conn, "bounce-123@bounce.example.net", None, mail).await;
+    (actions.actions, status)
+}
+
+/// A forger outside example.com's SPF, MAIL FROM `ceo@example.com`.
+pub async fn forged(
+    milter: &Milter,
+    client: &str,
+    auth: Option<&str>,
+    mail: &Mail,
+) -> (Vec<EomAction>, Status) {
+    let mut conn = milter.connect(client, "unknown.example.net").await;
+    let (actions, status) = send(&mut conn, "ceo@example.com", auth, mail).await;
+    (actions.actions, status)
 }
 
 /// Polls `probe` until it returns true, for at most 30 s.
