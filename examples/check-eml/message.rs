@@ -1,6 +1,7 @@
 //! Reading the message and making sure it is one: a header section of
 //! `Name: value` fields (RFC 5322 §2.2), then optionally a body.
 
+use dmarc_verifier::message::header_name_is;
 use std::{
     io::Read,
     path::{Path, PathBuf},
@@ -30,11 +31,13 @@ pub struct Header {
 }
 
 impl Message {
-    /// The values of the fields named `name` (case-insensitive), top first.
+    /// The values of the fields named `name` (case-insensitive, as the
+    /// library reads names: `dmarc_verifier::message::header_name_is`), top
+    /// first.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .filter(move |h| header_name_is(h.name.as_bytes(), name))
             .map(|h| h.value.as_str())
     }
 }

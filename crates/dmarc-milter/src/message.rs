@@ -3,7 +3,7 @@
 //! form for the verifier, and notes which incoming Authentication-Results
 //! fields must be deleted (RFC 8601 §5).
 
-use dmarc_verifier::auth_results::claims_authserv_id;
+use dmarc_verifier::{auth_results::claims_authserv_id, message::header_name_is};
 use std::borrow::Cow;
 
 /// The header field we write and police.
@@ -74,14 +74,14 @@ impl MessageBuffer {
         authserv_id: &str,
         remove_all: bool,
     ) {
-        if name.eq_ignore_ascii_case(AUTH_RESULTS.as_bytes()) {
+        if header_name_is(name, AUTH_RESULTS) {
             self.auth_results_seen = self.auth_results_seen.saturating_add(1);
             let text = String::from_utf8_lossy(value);
             if remove_all || claims_authserv_id(&text, authserv_id) {
                 self.delete.push(self.auth_results_seen);
             }
         }
-        let is_from = name.eq_ignore_ascii_case(b"from");
+        let is_from = header_name_is(name, "from");
         if is_from {
             self.from_fields = self.from_fields.saturating_add(1);
             if self.from_fields == 1 {
@@ -90,7 +90,7 @@ impl MessageBuffer {
                 push_field(&mut self.first_from, name, value, leading_space);
             }
         }
-        if name.eq_ignore_ascii_case(b"dkim-signature") {
+        if header_name_is(name, "dkim-signature") {
             self.dkim_fields = self.dkim_fields.saturating_add(1);
         }
         self.size = self.size.saturating_add(name.len() + value.len() + 4);

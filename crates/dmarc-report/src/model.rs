@@ -473,7 +473,9 @@ fn published(
             })
             .collect()
     };
-    let policies = record.effective_policies(true);
+    // What the verifier applied under this discovery method (np is no RFC
+    // 7489 tag: under PSL discovery it is not reported).
+    let policies = record.effective_policies(discovery);
     PublishedPolicy {
         domain: domain.to_ascii_lowercase(),
         discovery_method: match discovery {
@@ -482,7 +484,10 @@ fn published(
         },
         p: policies.map_or(PolicyWord::None, |p| policy_word(p.p)),
         sp: record.sp().valid().map(policy_word),
-        np: record.np().valid().map(policy_word),
+        np: match discovery {
+            DiscoveryMethod::TreeWalk => record.np().valid().map(policy_word),
+            DiscoveryMethod::Psl => None,
+        },
         adkim: alignment_word(record.adkim()),
         aspf: alignment_word(record.aspf()),
         pct: record.pct(),

@@ -192,6 +192,7 @@ fn benches(c: &mut Criterion) {
         key_bits: Some(2048),
         b_prefix: "J/tLyxAx".into(),
         reason: None,
+        body_hash: Some(true),
     };
     c.bench_function("format-authentication-results", |b| {
         b.iter(|| {

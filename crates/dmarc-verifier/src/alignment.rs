@@ -56,16 +56,61 @@ impl Alignment {
         }
     }
 
+    /// An identifier identical to the Author Domain: aligned in either
+    /// mode, without knowing any Organizational Domain.
+    pub fn identical(identifier: &str, author: &str, mode: AlignmentMode) -> Alignment {
+        Alignment {
+            mode,
+            ..Alignment::strict(identifier, author)
+        }
+    }
+
+    /// Relaxed mode, for an identifier that is neither the Author Domain's
+    /// Organizational Domain nor below it: its own Organizational Domain is
+    /// a name at or above it (RFC 9989 §4.10.2), so it cannot be
+    /// `author_org`, whatever the DNS says. Not aligned; nothing looked up.
+    pub fn outside(identifier: &str, author: &str, author_org: &str) -> Alignment {
+        Alignment {
+            identifier: identifier.to_string(),
+            identifier_org: None,
+            author: author.to_string(),
+            author_org: Some(author_org.to_string()),
+            mode: AlignmentMode::Relaxed,
+            aligned: false,
+        }
+    }
+
+    /// Relaxed mode, for an identifier that shares no parent domain with
+    /// the Author Domain: their Organizational Domains cannot be equal,
+    /// whatever they are. Not aligned; nothing looked up.
+    pub fn unrelated(identifier: &str, author: &str) -> Alignment {
+        Alignment {
+            identifier: identifier.to_string(),
+            identifier_org: None,
+            author: author.to_string(),
+            author_org: None,
+            mode: AlignmentMode::Relaxed,
+            aligned: false,
+        }
+    }
+
     /// One line saying why: `strict: mail.example.com ≠ example.com` or
     /// `relaxed: organizational domains mailer.net ≠ example.com`.
     pub fn explain(&self) -> String {
         let sign = if self.aligned { "=" } else { "≠" };
+        let identical = self.identifier.eq_ignore_ascii_case(&self.author);
         match (&self.identifier_org, &self.author_org, self.mode) {
-            (Some(i), Some(a), AlignmentMode::Relaxed)
-                if !self.identifier.eq_ignore_ascii_case(&self.author) =>
-            {
+            (Some(i), Some(a), AlignmentMode::Relaxed) if !identical => {
                 format!("relaxed: organizational domains {i} {sign} {a}")
             }
+            (None, Some(a), AlignmentMode::Relaxed) if !identical => format!(
+                "relaxed: {} is not the organizational domain {a} or below it",
+                self.identifier
+            ),
+            (None, None, AlignmentMode::Relaxed) if !identical => format!(
+                "relaxed: {} and {} have no parent domain in common",
+                self.identifier, self.author
+            ),
             _ => format!(
                 "{}: {} {sign} {}",
                 self.mode.as_str(),

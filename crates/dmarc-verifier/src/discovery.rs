@@ -4,7 +4,7 @@
 
 use crate::{
     dns::{Dns, DnsFailure, TxtAnswer},
-    record::{DmarcRecord, PsdFlag},
+    record::{DmarcRecord, PsdFlag, RecordError},
     trail::Trail,
     Error,
 };
@@ -174,21 +174,43 @@ pub(crate) enum Lookup {
 
 /// Asks for `_dmarc.<domain>` and keeps the records that start with
 /// `v=DMARC1` (RFC 7489 §6.6.3 step 2, RFC 9989 §4.10 step 2).
+///
+/// A name that cannot be asked about at all (`_dmarc.<domain>` longer than
+/// 255 octets) has no record: that is no transient failure, and discovery
+/// goes on to the Organizational Domain (RFC 7489 §6.6.3 step 3, RFC 9989
+/// §4.10.1). Only transient failures are errors (RFC 9989 §9.2).
 pub(crate) async fn lookup(dns: &Dns, domain: &str, trail: &Trail) -> Result<Lookup, DnsFailure> {
     let name = format!("_dmarc.{domain}");
-    let records = match dns.txt(&name, trail).await? {
-        TxtAnswer::Records(records) => records,
-        TxtAnswer::NxDomain => return Ok(Lookup::None { nxdomain: true }),
-        TxtAnswer::NoData => return Ok(Lookup::None { nxdomain: false }),
+    let records = match dns.txt(&name, trail).await {
+        Ok(TxtAnswer::Records(records)) => records,
+        Ok(TxtAnswer::NxDomain) => return Ok(Lookup::None { nxdomain: true }),
+        Ok(TxtAnswer::NoData) => return Ok(Lookup::None { nxdomain: false }),
+        Err(failure) if !failure.transient => {
+            trail.decide_with(|| {
+                format!("{failure}: the name cannot be asked about, so it has no DMARC record")
+            });
+            return Ok(Lookup::None { nxdomain: false });
+        }
+        Err(failure) => return Err(failure),
     };
-    let mut parsed: Vec<DmarcRecord> = records
+    // Records that start with v=DMARC1 count, valid or not (RFC 9989 §4.10
+    // step 2); one whose tag-list breaks the grammar is no *valid* record,
+    // so discovery goes on as if there were none (RFC 9989 §4.10.1).
+    let mut parsed: Vec<Result<DmarcRecord, RecordError>> = records
         .iter()
-        .filter_map(|text| DmarcRecord::parse(&String::from_utf8_lossy(text)).ok())
+        .map(|text| DmarcRecord::parse(&String::from_utf8_lossy(text)))
+        .filter(|r| !matches!(r, Err(RecordError::Empty | RecordError::BadVersion)))
         .collect();
     Ok(match parsed.len() {
         0 => Lookup::None { nxdomain: false },
         1 => match parsed.pop() {
-            Some(record) => Lookup::Record(Arc::new(record)),
+            Some(Ok(record)) => Lookup::Record(Arc::new(record)),
+            Some(Err(error)) => {
+                trail.decide_with(|| {
+                    format!("{name}: the DMARC record is not valid ({error}): it is ignored (RFC 9989 §4.10.1)")
+                });
+                Lookup::None { nxdomain: false }
+            }
             None => Lookup::None { nxdomain: false },
         },
         n => {
@@ -205,8 +227,10 @@ pub(crate) async fn lookup(dns: &Dns, domain: &str, trail: &Trail) -> Result<Loo
 pub(crate) struct Discovered {
     /// Where the record was found and the record, if any.
     pub(crate) record: Option<(String, Arc<DmarcRecord>)>,
-    /// The Author Domain's Organizational Domain.
-    pub(crate) org_domain: String,
+    /// The Author Domain's Organizational Domain; a failure when the tree
+    /// walk above an Author Domain that has its own record failed (the
+    /// record is known, the Organizational Domain is not).
+    pub(crate) org_domain: Result<String, DnsFailure>,
     /// True when `_dmarc.<author>` answered NXDOMAIN (so the author domain's
     /// existence is still unknown; NODATA there proves it exists).
     pub(crate) author_dmarc_nxdomain: bool,
@@ -251,7 +275,7 @@ async fn discover_psl(
     };
     Ok(Discovered {
         record: found,
-        org_domain,
+        org_domain: Ok(org_domain),
         author_dmarc_nxdomain,
     })
 }
@@ -342,7 +366,25 @@ async fn discover_tree_walk(
         Lookup::Record(record) => Some(record.clone()),
         Lookup::Several | Lookup::None { .. } => None,
     };
-    let found = walk(dns, author, Some(first), trail).await?;
+    let found = match walk(dns, author, Some(first), trail).await {
+        Ok(found) => found,
+        // RFC 9989 §4.10.1: the Author Domain's own record applies whatever
+        // the names above it hold; they only decide its Organizational
+        // Domain, which then stays unknown.
+        Err(failure) => match author_record {
+            Some(record) => {
+                trail.decide_with(|| {
+                    format!("{failure}: the organizational domain of {author} is unknown; its own record applies")
+                });
+                return Ok(Discovered {
+                    record: Some((author.to_string(), record)),
+                    org_domain: Err(failure),
+                    author_dmarc_nxdomain,
+                });
+            }
+            None => return Err(failure),
+        },
+    };
     let org_domain = select_org_domain(author, &found);
     trail.decide_with(|| {
         format!(
@@ -372,7 +414,7 @@ async fn discover_tree_walk(
     };
     Ok(Discovered {
         record,
-        org_domain,
+        org_domain: Ok(org_domain),
         author_dmarc_nxdomain,
     })
 }

@@ -107,10 +107,42 @@ pub(crate) fn rsa_modulus_bits(der: &[u8]) -> Option<u32> {
 
 /// The `p=` value of a DKIM key record, if any.
 pub(crate) fn key_record_p(record: &str) -> Option<&str> {
+    key_record_tag(record, "p")
+}
+
+/// The value of tag `name` in a DKIM key record (RFC 6376 §3.6.1, a
+/// tag-list of §3.2), trimmed; the first occurrence.
+pub(crate) fn key_record_tag<'a>(record: &'a str, name: &str) -> Option<&'a str> {
     record.split(';').find_map(|tag| {
-        let (name, value) = tag.split_once('=')?;
-        (name.trim() == "p").then(|| value.trim())
+        let (tag_name, value) = tag.split_once('=')?;
+        (tag_name.trim() == name).then(|| value.trim())
     })
+}
+
+/// Why a key record that parsed cannot verify a signature of algorithm
+/// `algorithm` (`rsa-sha256`, `ed25519-sha256` …), or `None` when it can:
+/// RFC 6376 §6.1.2, the key type (`k=`, default `rsa`) must be the one
+/// `a=` names, and the key's hash algorithms (`h=`, default all) must
+/// include the one `a=` names.
+pub(crate) fn key_unsuitable(record: &str, algorithm: &str) -> Option<String> {
+    let (key_type, hash) = algorithm.split_once('-')?;
+    let published = key_record_tag(record, "k").unwrap_or("rsa");
+    if !published.eq_ignore_ascii_case(key_type) {
+        return Some(format!(
+            "key type k={published} cannot verify a={algorithm} (RFC 6376 §6.1.2)"
+        ));
+    }
+    if let Some(hashes) = key_record_tag(record, "h") {
+        if !hashes
+            .split(':')
+            .any(|h| h.trim().eq_ignore_ascii_case(hash))
+        {
+            return Some(format!(
+                "key allows h={hashes}, not {hash} (RFC 6376 §6.1.2)"
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -141,5 +173,18 @@ mod tests {
         assert_eq!(rsa_modulus_bits(b""), None);
         assert_eq!(key_record_p("v=DKIM1; k=rsa; p=abc "), Some("abc"));
         assert_eq!(key_record_p("v=DKIM1"), None);
+    }
+
+    #[test]
+    fn key_suitability_follows_k_and_h() {
+        assert_eq!(key_unsuitable("v=DKIM1; p=abc", "rsa-sha256"), None);
+        assert_eq!(key_unsuitable("v=DKIM1; k=RSA; p=abc", "rsa-sha1"), None);
+        assert_eq!(
+            key_unsuitable("v=DKIM1; k=ed25519; h=sha256; p=abc", "ed25519-sha256"),
+            None
+        );
+        assert!(key_unsuitable("v=DKIM1; p=abc", "ed25519-sha256").is_some());
+        assert!(key_unsuitable("v=DKIM1; k=ed25519; p=abc", "rsa-sha256").is_some());
+        assert!(key_unsuitable("v=DKIM1; h=sha1; p=abc", "rsa-sha256").is_some());
     }
 }

@@ -7,6 +7,29 @@
 //! yield `attacker.example`. Anything that cannot be read with certainty is an
 //! error, so that a malformed header cannot make us evaluate the wrong domain
 //! (OpenDMARC CVE-2019-16378 and CVE-2021-34555).
+//!
+//! # When the grammar is uncertain, fail closed
+//!
+//! Mail user agents, list managers and other verifiers read a malformed
+//! From field in different ways; an attacker picks the field that we read
+//! as a harmless domain while the reader's agent shows the victim's. So
+//! every reading here either follows the RFC 5322 grammar (including the
+//! obsolete syntax of §4, which MUST be accepted) or is an error
+//! ([`FromError::Unparseable`]), which the policy turns into the strict
+//! outcome (reject by default). A malformed field never yields a *smaller*
+//! set of Author Domains than some other reader could find in it:
+//!
+//! - an `obs-route` (`<@a,@b:user@example.com>`, RFC 5322 §4.4) is read by
+//!   its ABNF; anything else between `<` and `:` is an error, never a
+//!   reason to skip text;
+//! - an RFC 2047 encoded-word is an ordinary atom here: in a phrase it may
+//!   only hold letters, digits and `! * + - / = _` besides its `?`
+//!   delimiters (RFC 2047 §5(3)), all of them atext, so text that breaks
+//!   those rules (a `,`, `@`, `<` or white space inside) is not an
+//!   encoded-word and is parsed as the RFC 5322 tokens it is made of;
+//! - a header field whose name is `From` followed by white space before the
+//!   colon is a From field (RFC 5322 §4.5 `obs-optional`; see
+//!   [`header_name_is`]), so two such fields are `multiple-from`.
 
 use std::fmt;
 
@@ -104,9 +127,45 @@ pub fn author_domains(from_values: &[&[u8]], cap: usize) -> Result<Vec<String>, 
     Ok(domains)
 }
 
+/// True when `name`, a header field name as it appears before the colon,
+/// names the field `wanted` (ASCII, compared without regard to case).
+///
+/// RFC 5322 §4.5 `obs-optional = field-name *WSP ":" unstructured` allows
+/// white space between a name and its colon, and §4 says that obsolete
+/// syntax MUST be accepted; names are case-insensitive (§1.2.2). White
+/// space *inside* a name makes no valid field name, but readers differ on
+/// it (mail-auth ignores it, for one), so it is ignored here as well: a
+/// field that some reader takes for a From is counted as a From. Every
+/// header lookup of the library, the milter and check-eml goes through
+/// this function.
+///
+/// # Examples
+///
+/// ```
+/// use dmarc_verifier::message::header_name_is;
+/// assert!(header_name_is(b"From", "from"));
+/// assert!(header_name_is(b"FROM \t", "From"));
+/// assert!(!header_name_is(b"X-From", "from"));
+/// assert!(!header_name_is(b"Fro", "from"));
+/// ```
+pub fn header_name_is(name: &[u8], wanted: &str) -> bool {
+    let mut wanted = wanted.bytes();
+    for &b in name {
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            continue;
+        }
+        match wanted.next() {
+            Some(w) if w.eq_ignore_ascii_case(&b) => {}
+            _ => return false,
+        }
+    }
+    wanted.next().is_none()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
-    /// An atom or dot-atom (atext and dots), or an RFC 2047 encoded word.
+    /// An atom or dot-atom (atext and dots). A valid RFC 2047 encoded-word
+    /// in a phrase is one too (see the module documentation).
     Atom(String),
     /// A quoted string, quoted-pairs resolved.
     Quoted,
@@ -187,12 +246,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
             ']' => return Err(unparseable("unbalanced ']'")),
             _ => {
                 let start = i;
-                if let Some(end) = encoded_word_end(&chars, i) {
-                    i = end;
-                } else {
-                    while chars.get(i).is_some_and(|&c| is_atom_char(c)) {
-                        i += 1;
-                    }
+                while chars.get(i).is_some_and(|&c| is_atom_char(c)) {
+                    i += 1;
                 }
                 if i == start {
                     return Err(unparseable(format!("unexpected character {c:?}")));
@@ -209,32 +264,6 @@ fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
 /// non-ASCII characters (RFC 6532 §3.2).
 fn is_atom_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii()
-}
-
-/// An RFC 2047 encoded word `=?charset?enc?text?=` starting at `start`: returns
-/// the index after it. Its text may hold characters that are not atext (a
-/// stray `@` in Q-encoding), which must not end the token.
-fn encoded_word_end(chars: &[char], start: usize) -> Option<usize> {
-    if chars.get(start) != Some(&'=') || chars.get(start + 1) != Some(&'?') {
-        return None;
-    }
-    let mut question_marks = 0;
-    let mut i = start + 2;
-    // RFC 2047 §2: an encoded word is at most 75 characters.
-    while i < chars.len() && i - start < 75 {
-        let c = *chars.get(i)?;
-        if c.is_whitespace() || c.is_control() {
-            return None;
-        }
-        if c == '?' {
-            question_marks += 1;
-            if question_marks == 3 {
-                return (chars.get(i + 1) == Some(&'=')).then_some(i + 2);
-            }
-        }
-        i += 1;
-    }
-    None
 }
 
 /// Parses a `mailbox-list` / `address-list` and returns each mailbox's
@@ -320,16 +349,10 @@ fn expect_separator(tokens: &[Token], i: usize, in_group: bool) -> Result<(), Fr
     }
 }
 
-/// `addr-spec` inside angle brackets: local-part "@" domain. Returns the
-/// domain and the index after it.
-fn addr_spec(tokens: &[Token], mut i: usize) -> Result<(String, usize), FromError> {
-    // obs-angle-addr allows a source route "@a,@b:" before the address.
-    if tokens.get(i) == Some(&Token::Special('@')) {
-        while i < tokens.len() && tokens.get(i) != Some(&Token::Special(':')) {
-            i += 1;
-        }
-        i += 1;
-    }
+/// `addr-spec` inside angle brackets: local-part "@" domain, after an
+/// optional obsolete source route. Returns the domain and the index after it.
+fn addr_spec(tokens: &[Token], i: usize) -> Result<(String, usize), FromError> {
+    let mut i = obs_route_end(tokens, i)?;
     let mut words = 0;
     while let Some(Token::Atom(_) | Token::Quoted) = tokens.get(i) {
         words += 1;
@@ -342,6 +365,56 @@ fn addr_spec(tokens: &[Token], mut i: usize) -> Result<(String, usize), FromErro
         return Err(unparseable("address without '@'"));
     }
     domain_part(tokens, i + 1)
+}
+
+/// Skips an `obs-route` starting at `i` (just after `<`), returning the
+/// index of the addr-spec; `i` itself when there is none.
+///
+/// RFC 5322 §4.4:
+///
+/// ```text
+/// obs-angle-addr  = [CFWS] "<" obs-route addr-spec ">" [CFWS]
+/// obs-route       = obs-domain-list ":"
+/// obs-domain-list = *(CFWS / ",") "@" domain
+///                   *("," [CFWS] ["@" domain])
+/// ```
+///
+/// A route is only ever `@domain` entries separated by commas and ended by
+/// `:`. Anything else after `<,` or `<@` (a `>`, a local-part, another
+/// address) is an error: skipping to the next `:` would hide mailboxes.
+fn obs_route_end(tokens: &[Token], start: usize) -> Result<usize, FromError> {
+    let mut i = start;
+    while tokens.get(i) == Some(&Token::Special(',')) {
+        i += 1;
+    }
+    if tokens.get(i) != Some(&Token::Special('@')) {
+        return if i == start {
+            Ok(start)
+        } else {
+            Err(unparseable("',' after '<' without a source route"))
+        };
+    }
+    i = route_domain(tokens, i + 1)?;
+    loop {
+        match tokens.get(i) {
+            Some(Token::Special(':')) => return Ok(i + 1),
+            Some(Token::Special(',')) => {
+                i += 1;
+                if tokens.get(i) == Some(&Token::Special('@')) {
+                    i = route_domain(tokens, i + 1)?;
+                }
+            }
+            _ => return Err(unparseable("malformed source route")),
+        }
+    }
+}
+
+/// The `domain` of a source route entry: returns the index after it.
+fn route_domain(tokens: &[Token], i: usize) -> Result<usize, FromError> {
+    match tokens.get(i) {
+        Some(Token::Atom(_) | Token::Literal) => Ok(i + 1),
+        _ => Err(unparseable("source route without a domain")),
+    }
 }
 
 fn domain_part(tokens: &[Token], i: usize) -> Result<(String, usize), FromError> {

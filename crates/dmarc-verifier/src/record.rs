@@ -1,13 +1,17 @@
 //! DMARC Policy Record parsing (RFC 7489 §6.3, RFC 9989 §4.7 and §4.8).
 //!
 //! [`DmarcRecord::parse`] accepts the text of one TXT record (its
-//! character-strings already concatenated). It fails only when the text is not
-//! a DMARC record at all (`v=DMARC1` missing or not first); every other defect
-//! is recorded on the returned value, so that policy discovery can apply the
-//! rules of RFC 7489 §6.6.3 step 6 and RFC 9989 §4.10.1 (an invalid `p`/`sp`/`np`
-//! means `p=none` when a valid `rua` is present, otherwise no DMARC processing),
+//! character-strings already concatenated). It fails when the text is not a
+//! DMARC record at all (`v=DMARC1` missing, not first, or after white space)
+//! and when its tag-list breaks the grammar of RFC 9989 §4.8 and RFC 6376
+//! §3.2 (a malformed tag, a control character, a duplicate tag): see
+//! [`RecordError`]. A tag whose *value* is invalid is recorded on the
+//! returned value, so that policy discovery can apply the rules of RFC 7489
+//! §6.6.3 step 6 and RFC 9989 §4.10.1 (an invalid `p`/`sp`/`np` means
+//! `p=none` when a valid `rua` is present, otherwise no DMARC processing),
 //! and invalid optional tags fall back to their defaults (RFC 9989 §4.8).
 
+use crate::discovery::DiscoveryMethod;
 use std::fmt;
 
 /// A Domain Owner Assessment Policy: the `p`, `sp` and `np` values.
@@ -258,21 +262,34 @@ impl<T: Copy> TagValue<T> {
     }
 }
 
-/// Why a TXT record is not a DMARC record at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a TXT record is not a valid DMARC record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RecordError {
     /// The record is empty.
     Empty,
-    /// The first tag is not `v=DMARC1` (RFC 9989 §4.7: the whole record is ignored).
+    /// The record does not start with `v=DMARC1` (RFC 9989 §4.8
+    /// `dmarc-version` is the first thing in `dmarc-record`, without
+    /// leading white space): it is not a DMARC record and is discarded
+    /// (RFC 9989 §4.10 step 2, RFC 7489 §6.6.3 step 2).
     BadVersion,
+    /// The record starts with `v=DMARC1` but its tag-list breaks the
+    /// grammar: a tag that is not `1*ALPHA equals 1*dmarc-value` (RFC 9989
+    /// §4.8; a value holding a control character such as CR, an empty
+    /// value, a tag without `=`), or a tag that appears twice (RFC 6376
+    /// §3.2, whose tag-list RFC 9989 §4.7 uses: "the entire tag-list is
+    /// invalid"). It is a DMARC record, so it counts when a name has
+    /// several, but not a *valid* one: discovery goes on as if the name had
+    /// none (RFC 9989 §4.10.1).
+    InvalidTagList(String),
 }
 
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RecordError::Empty => "empty record",
-            RecordError::BadVersion => "the record does not start with v=DMARC1",
-        })
+        match self {
+            RecordError::Empty => f.write_str("empty record"),
+            RecordError::BadVersion => f.write_str("the record does not start with v=DMARC1"),
+            RecordError::InvalidTagList(why) => write!(f, "invalid tag-list: {why}"),
+        }
     }
 }
 
@@ -318,10 +335,12 @@ impl DmarcRecord {
     ///
     /// # Errors
     ///
-    /// [`RecordError::Empty`] for empty text and [`RecordError::BadVersion`]
-    /// when the first tag is not `v=DMARC1` (the tag name is matched without
-    /// regard to case, the value `DMARC1` exactly, RFC 9989 §4.8). Any other
-    /// defect is kept on the record: see [`DmarcRecord::invalid_tags`].
+    /// [`RecordError::Empty`] for empty text, [`RecordError::BadVersion`]
+    /// when the record does not start with `v=DMARC1` (the tag name is
+    /// matched without regard to case, the value `DMARC1` exactly, RFC 9989
+    /// §4.8), [`RecordError::InvalidTagList`] when a tag is malformed or
+    /// repeated. An invalid tag value is kept on the record: see
+    /// [`DmarcRecord::invalid_tags`].
     ///
     /// # Examples
     ///
@@ -337,9 +356,12 @@ impl DmarcRecord {
         }
         let mut tags = raw.split(';');
         let version = tags.next().unwrap_or_default();
+        // dmarc-version = "v" equals %s"DMARC1"; equals = *WSP "=" *WSP; the
+        // dmarc-sep that follows may start with WSP. No leading white space.
         match version.split_once('=') {
             Some((name, value))
-                if name.trim().eq_ignore_ascii_case("v") && value.trim() == "DMARC1" => {}
+                if name.trim_end_matches(is_wsp).eq_ignore_ascii_case("v")
+                    && value.trim_matches(is_wsp) == "DMARC1" => {}
             _ => return Err(RecordError::BadVersion),
         }
         let mut record = DmarcRecord {
@@ -359,21 +381,40 @@ impl DmarcRecord {
             psd: PsdFlag::Unknown,
             invalid_tags: Vec::new(),
         };
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<String> = vec!["v".to_string()];
         for tag in tags {
-            let tag = tag.trim_matches(|c| c == ' ' || c == '\t');
+            let tag = tag.trim_matches(is_wsp);
+            // An empty tag-spec (";;", or the optional final ";") carries
+            // nothing and is skipped.
             if tag.is_empty() {
                 continue;
             }
+            // dmarc-tag = tag-name equals 1*dmarc-value (RFC 9989 §4.8).
+            // §4.8 writes the name as 1*ALPHA, §4.7 says records follow
+            // DKIM's tag-value syntax, whose tag-name is ALPHA *ALNUMPUNC
+            // (RFC 6376 §3.2): the wider rule is taken, so that an unknown
+            // future tag with a digit is ignored, not fatal.
             let Some((name, value)) = tag.split_once('=') else {
-                record.invalid_tags.push(tag.to_string());
-                continue;
+                return Err(invalid_tag_list(format!("{tag:?} is not name=value")));
             };
-            let name = name.trim().to_ascii_lowercase();
-            let value = value.trim_matches(|c| c == ' ' || c == '\t');
-            // The first occurrence of a tag counts; later ones are ignored.
+            let name = name.trim_end_matches(is_wsp);
+            let value = value.trim_start_matches(is_wsp);
+            let name_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !name_ok {
+                return Err(invalid_tag_list(format!("{name:?} is not a tag name")));
+            }
+            // dmarc-value = %x20-3A / %x3C-7E: printable ASCII and space.
+            if value.is_empty() || !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+                return Err(invalid_tag_list(format!(
+                    "the value of {name} is empty or holds a character outside printable ASCII"
+                )));
+            }
+            let name = name.to_ascii_lowercase();
+            // RFC 6376 §3.2: a tag name occurring twice makes the entire
+            // tag-list invalid.
             if seen.contains(&name) {
-                continue;
+                return Err(invalid_tag_list(format!("tag {name} appears twice")));
             }
             seen.push(name.clone());
             if !record.apply_tag(&name, value) {
@@ -404,9 +445,10 @@ impl DmarcRecord {
             "adkim" => set_if(AlignmentMode::parse(value), &mut self.adkim),
             "aspf" => set_if(AlignmentMode::parse(value), &mut self.aspf),
             "pct" => {
-                // RFC 7489 §6.3: an integer from 0 to 100; invalid → default 100.
-                match value.parse::<u8>() {
-                    Ok(pct) if pct <= 100 => {
+                // RFC 7489 §6.4: dmarc-percent is 1*3DIGIT, 0 to 100 (no sign,
+                // no fourth digit); invalid → default 100 (RFC 9989 §4.8).
+                match digits(value, 3).and_then(|v| u8::try_from(v).ok()) {
+                    Some(pct) if pct <= 100 => {
                         self.pct = Some(pct);
                         true
                     }
@@ -424,12 +466,13 @@ impl DmarcRecord {
                 }
                 valid
             }
-            "ri" => match value.parse::<u32>() {
-                Ok(ri) => {
+            // RFC 7489 §6.4: dmarc-ainterval is 1*32DIGIT.
+            "ri" => match digits(value, 32).and_then(|v| u32::try_from(v).ok()) {
+                Some(ri) => {
                     self.ri = ri;
                     true
                 }
-                Err(_) => false,
+                None => false,
             },
             "rua" => parse_uris(value, &mut self.rua),
             "ruf" => parse_uris(value, &mut self.ruf),
@@ -521,16 +564,21 @@ impl DmarcRecord {
         &self.invalid_tags
     }
 
-    /// The policies to apply, or `None` when the record calls for no DMARC
-    /// processing.
+    /// The policies to apply under discovery `method`, or `None` when the
+    /// record calls for no DMARC processing. The one place that decides
+    /// them: the verdict, the Authentication-Results comment, the decision
+    /// trail and reports all read it (through
+    /// [`crate::Evaluation::effective_policies`]).
     ///
     /// RFC 7489 §6.6.3 step 6 and RFC 9989 §4.10.1: when `p` is missing or
-    /// invalid, or `sp` (or, when `np_counts` is true, `np`) is invalid, act as
+    /// invalid, or `sp` (or, under RFC 9989, `np`) is invalid, act as
     /// `p=none` if the record has at least one syntactically valid `rua` URI,
-    /// otherwise apply no DMARC processing. `np_counts` is true under RFC 9989
-    /// (tree walk discovery); RFC 7489 does not know `np`, so an invalid `np`
-    /// is then ignored like an unknown tag.
-    pub fn effective_policies(&self, np_counts: bool) -> Option<EffectivePolicies> {
+    /// otherwise apply no DMARC processing. RFC 9989 (tree walk discovery)
+    /// defines `np`; RFC 7489 (PSL discovery) does not, so there `np` is an
+    /// unknown tag, ignored whatever its value, and non-existent
+    /// subdomains get `sp`.
+    pub fn effective_policies(&self, method: DiscoveryMethod) -> Option<EffectivePolicies> {
+        let np_counts = method == DiscoveryMethod::TreeWalk;
         let broken = matches!(self.p, TagValue::Absent | TagValue::Invalid)
             || self.sp == TagValue::Invalid
             || (np_counts && self.np == TagValue::Invalid);
@@ -548,7 +596,11 @@ impl DmarcRecord {
         let p = self.p.valid().unwrap_or(Policy::None);
         let sp = self.sp.valid().unwrap_or(p);
         // RFC 9989 §4.7 np: absent → sp if present, else p.
-        let np = self.np.valid().unwrap_or(sp);
+        let np = if np_counts {
+            self.np.valid().unwrap_or(sp)
+        } else {
+            sp
+        };
         Some(EffectivePolicies {
             p,
             sp,
@@ -556,6 +608,25 @@ impl DmarcRecord {
             forced_none: false,
         })
     }
+}
+
+/// WSP of RFC 5234: space and horizontal tab.
+fn is_wsp(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn invalid_tag_list(why: String) -> RecordError {
+    RecordError::InvalidTagList(why)
+}
+
+/// `1*max DIGIT` as a number: ASCII digits only (no sign, no space), at
+/// most `max` of them; `None` otherwise or when too large for a u64.
+fn digits(value: &str, max: usize) -> Option<u64> {
+    let value = value.trim_end_matches(is_wsp);
+    if value.is_empty() || value.len() > max || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 fn set_if<T>(parsed: Option<T>, slot: &mut T) -> bool {

@@ -5,7 +5,7 @@ use crate::{
     discovery::DiscoveryMethod,
     message::FromError,
     policy::{AppliedPolicy, Disposition, OverrideReason},
-    record::DmarcRecord,
+    record::{DmarcRecord, EffectivePolicies},
     trail::Step,
 };
 use std::sync::Arc;
@@ -82,15 +82,18 @@ pub struct SpfCheck {
 pub enum DkimResult {
     /// The signature verified.
     Pass,
-    /// The signature failed verification (or its key is too short).
+    /// The signature or the body hash failed verification (or the key is
+    /// too short, RFC 8301).
     Fail,
-    /// Malformed, expired, or body hash mismatch.
+    /// Malformed, expired, or otherwise not able to be processed.
     Neutral,
     /// Verified, but not acceptable to local policy (rsa-sha1, RFC 8301).
     Policy,
     /// A transient DNS error fetching the key.
     TempError,
-    /// The key record is missing, invalid or revoked.
+    /// The signature cannot be verified, ever: From not signed, `i=`
+    /// outside `d=`, or the key record is missing, invalid, revoked or
+    /// unsuitable for `a=`.
     PermError,
 }
 
@@ -119,14 +122,30 @@ pub struct DkimCheck {
     pub selector: String,
     /// `a=`: `rsa-sha256`, `rsa-sha1`, `ed25519-sha256`, or another name.
     pub algorithm: String,
-    /// Key size in bits: Ed25519 256; RSA the modulus size, exact when it
-    /// was read from the key record, else from the signature length (which
-    /// equals the modulus length in octets, RFC 8017 §8.2.2).
+    /// Key size in bits, for a signature that verified: Ed25519 256; RSA
+    /// the modulus size, exact when it was read from the key record, else
+    /// from the signature length (which equals the modulus length in octets
+    /// for a valid signature, RFC 8017 §8.2.2). `None` for a signature that
+    /// did not verify: its `b=` says nothing about the key.
     pub key_bits: Option<u32>,
     /// The first 8 characters of `b=` (RFC 6008 `header.b`).
     pub b_prefix: String,
     /// Why it did not pass, when known.
     pub reason: Option<String>,
+    /// Whether the body hash (`bh=`) matched the body: `None` when it was
+    /// not computed (a header too malformed to check, an expired or set
+    /// aside signature). A `temperror` with `Some(false)` could never have
+    /// passed, so it does not make DMARC a temperror.
+    pub body_hash: Option<bool>,
+}
+
+impl DkimCheck {
+    /// True when a successful DNS answer could have made this signature
+    /// pass: a `temperror` (the key could not be fetched) whose body hash
+    /// was not found wrong.
+    pub fn could_pass_with_dns(&self) -> bool {
+        self.result == DkimResult::TempError && self.body_hash != Some(false)
+    }
 }
 
 /// DMARC results (RFC 9989 §9.2).
@@ -189,6 +208,15 @@ pub struct Evaluation {
     pub override_reason: Option<OverrideReason>,
     /// A short reason token for errors and special cases.
     pub reason: Option<String>,
+}
+
+impl Evaluation {
+    /// The policies of the applied record as this evaluation's discovery
+    /// method reads them ([`DmarcRecord::effective_policies`]): what the
+    /// verdict applied, and what headers, trails and reports show.
+    pub fn effective_policies(&self) -> Option<EffectivePolicies> {
+        self.record.as_ref()?.effective_policies(self.discovery)
+    }
 }
 
 /// Where PSL and tree-walk discovery disagreed for one Author Domain.

@@ -1,30 +1,23 @@
 //! The façade: one [`Verifier`] per configuration, shared by every message.
+//! [`Verifier::verify`] runs the pipeline: envelope → SPF ∥ DKIM → DMARC per
+//! Author Domain (`evaluate`) → disposition → Authentication-Results.
 
 use crate::{
-    alignment::Alignment,
     auth_results::{self, AuthResults},
-    config::{Enforcement, InvalidFromResult, TempErrorAction, VerifierConfig},
-    discovery::{self, DiscoveryMethod, PublicSuffixList},
-    dkim_key,
-    dns::{Dns, MessageView, TxtAnswer},
+    config::{Enforcement, InvalidFromResult, VerifierConfig},
+    discovery::{DiscoveryMethod, PublicSuffixList},
+    dkim::{self, DkimChecker},
+    dns::Dns,
     envelope::Envelope,
-    message::{author_domains, FromError},
-    policy::{apply_pct_and_t, Disposition, OverrideReason, PolicySource},
-    record::AlignmentMode,
+    evaluate::Evaluator,
+    message::{author_domains, header_name_is, FromError},
+    policy::{Disposition, OverrideReason},
+    spf_check,
     trail::Trail,
-    verdict::{
-        DkimCheck, DkimResult, DmarcResult, Evaluation, ShadowDifference, SpfCheck, SpfResult,
-        SpfScope, Verdict,
-    },
+    verdict::{DkimCheck, DmarcResult, Evaluation, ShadowDifference, SpfCheck, Verdict},
     Error,
 };
-use mail_auth::{
-    crypto::Algorithm,
-    dkim::{DkimError, DomainKey},
-    spf::verify::SpfParameters,
-    spf::SpfRecord,
-    AuthenticatedMessage, DkimResult as MaDkim, Error as MaError, Parameters, SpfResult as MaSpf,
-};
+use mail_auth::AuthenticatedMessage;
 use std::{
     borrow::Cow,
     sync::atomic::{AtomicU64, Ordering},
@@ -40,11 +33,6 @@ pub struct VerifyOptions {
     /// The sampling draw 0-99 (default: the configured one, else random).
     pub draw: Option<u8>,
 }
-
-/// The error mail-auth is given for a DKIM signature set aside by
-/// `max_dkim_signatures` (mail-auth never reports it for an unparsed
-/// signature, so it marks ours).
-const SET_ASIDE: DkimError = DkimError::SignatureExpired;
 
 /// Checks messages against SPF, DKIM and DMARC.
 ///
@@ -182,6 +170,9 @@ impl Verifier {
             .await
     }
 
+    /// The pipeline: the From field's Author Domains; SPF of the envelope
+    /// and every DKIM signature, at once (with the first DMARC lookups);
+    /// DMARC for each Author Domain; the disposition and the header.
     async fn run(
         &self,
         envelope: &Envelope,
@@ -192,43 +183,54 @@ impl Verifier {
         let trail = Trail::new(self.config.trail);
         let raw = to_crlf(message);
         let mut parsed = AuthenticatedMessage::parse(&raw);
-        let view = MessageView::new(&self.dns.cache, &trail);
-
-        let from_values: Vec<&[u8]> = parsed
-            .as_ref()
-            .map(|m| {
-                m.headers()
-                    .iter()
-                    .filter(|(name, _)| name.eq_ignore_ascii_case(b"from"))
-                    .map(|(_, value)| *value)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let authors = author_domains(&from_values, self.config.max_author_domains);
-        let unchecked = parsed
-            .as_mut()
-            .map_or(0, |m| self.cap_dkim_signatures(m, &authors, &trail));
-
-        // The first lookups of SPF, DKIM and DMARC go out together, and
-        // concurrent messages share them (see Dns::prefetch).
-        self.prefetch(envelope, parsed.as_ref(), &authors, &trail)
-            .await;
-        let (spf, dkim) = tokio::join!(
-            self.check_spf(envelope, &view, &trail),
-            self.check_dkim(parsed.as_ref(), unchecked, &view, &trail)
+        let authors = author_domains(
+            &from_values(parsed.as_ref()),
+            self.config.max_author_domains,
         );
 
+        let dkim_checker = DkimChecker {
+            dns: &self.dns,
+            psl: &self.psl,
+            config: &self.config,
+        };
+        let prepared = parsed
+            .as_mut()
+            .map(|m| dkim_checker.prepare(m, &authors, &trail));
+        let parsed = parsed;
+        // The first lookups of SPF, DKIM and DMARC go out together, and
+        // concurrent messages share them (identical questions are asked
+        // once: see Dns::txt).
+        let (spf, dkim, ()) = tokio::join!(
+            spf_check::check(&self.dns, &self.host_name, envelope, &trail),
+            async {
+                let (Some(message), Some(prepared)) = (parsed.as_ref(), prepared) else {
+                    return Vec::new();
+                };
+                for name in dkim::key_names(message) {
+                    self.dns.dkim_key(&name, &trail).await;
+                }
+                dkim_checker.check(Some(message), prepared, &trail).await
+            },
+            self.prefetch_dmarc(&authors, &trail),
+        );
+
+        let evaluator = Evaluator {
+            dns: &self.dns,
+            psl: &self.psl,
+            config: &self.config,
+        };
         let mut evaluations = Vec::new();
         let mut shadow = Vec::new();
         match &authors {
             Ok(domains) => {
                 for domain in domains {
-                    let evaluation = self
+                    let evaluation = evaluator
                         .evaluate(domain, self.config.discovery, &spf, &dkim, draw, &trail)
                         .await;
                     if self.config.shadow_discovery {
-                        if let Some(diff) = self.shadow(&evaluation, &spf, &dkim, draw).await {
-                            shadow.push(diff);
+                        if let Some(other) = evaluator.shadow(&evaluation, &spf, &dkim, draw).await
+                        {
+                            shadow.push(self.shadow_difference(&evaluation, other));
                         }
                     }
                     evaluations.push(evaluation);
@@ -240,633 +242,23 @@ impl Verifier {
         self.conclude(authserv_id, spf, dkim, authors, evaluations, shadow, trail)
     }
 
-    /// Starts, at once, the lookups every message needs first: the SPF
-    /// record of the MAIL FROM domain (as mail-auth will name it), each DKIM
-    /// key record, and `_dmarc.<author>` (plus the PSL organizational
-    /// domain's). Identical lookups of concurrent messages are coalesced.
-    async fn prefetch(
-        &self,
-        envelope: &Envelope,
-        message: Option<&AuthenticatedMessage<'_>>,
-        authors: &Result<Vec<String>, FromError>,
-        trail: &Trail,
-    ) {
-        let spf_name = envelope.client_ip.map(|_| {
-            envelope
-                .mail_from
-                .rsplit_once('@')
-                .map_or(envelope.helo.as_str(), |(_, domain)| domain)
-                .to_string()
-        });
-        let dkim_names: Vec<String> = message
-            .map(|m| {
-                m.dkim_signatures()
-                    .iter()
-                    .map(|sig| format!("{}._domainkey.{}", sig.header.s, sig.header.d))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut dmarc_names: Vec<String> = Vec::new();
+    /// Asks, at once with SPF and DKIM, for `_dmarc.<author>` (plus the
+    /// PSL Organizational Domain's): discovery reads the answers from the
+    /// cache. Failures are seen again, and reported, by discovery.
+    async fn prefetch_dmarc(&self, authors: &Result<Vec<String>, FromError>, trail: &Trail) {
         for author in authors.as_deref().unwrap_or_default() {
-            dmarc_names.push(format!("_dmarc.{author}"));
+            let _ = self.dns.txt(&format!("_dmarc.{author}"), trail).await;
             if self.config.discovery == DiscoveryMethod::Psl {
                 let org = self.psl.org_domain(author);
                 if org != *author {
-                    dmarc_names.push(format!("_dmarc.{org}"));
+                    let _ = self.dns.txt(&format!("_dmarc.{org}"), trail).await;
                 }
-            }
-        }
-        tokio::join!(
-            async {
-                if let Some(name) = spf_name.filter(|n| !n.is_empty()) {
-                    self.dns.prefetch::<SpfRecord>(&name, trail).await;
-                }
-            },
-            async {
-                for name in &dkim_names {
-                    self.dns.prefetch::<DomainKey>(name, trail).await;
-                }
-            },
-            async {
-                for name in &dmarc_names {
-                    // Failures are seen again, and reported, by discovery.
-                    let _ = self.dns.txt(name, trail).await;
-                }
-            }
-        );
-    }
-
-    async fn check_spf(
-        &self,
-        envelope: &Envelope,
-        view: &MessageView<'_>,
-        trail: &Trail,
-    ) -> SpfCheck {
-        // RFC 7208 §2.4: a null reverse-path is checked as postmaster@<HELO>.
-        let (scope, domain) = match envelope.mail_from_domain() {
-            Some(domain) => (SpfScope::MailFrom, domain),
-            None => (SpfScope::Helo, envelope.helo.as_str()),
-        };
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        // RFC 7208 §5: an IPv4-mapped IPv6 address is checked as IPv4.
-        let Some(ip) = envelope.client_ip.map(|ip| ip.to_canonical()) else {
-            trail.decide("SPF not checked: no client IP");
-            return SpfCheck {
-                result: SpfResult::None,
-                domain,
-                scope,
-                reason: Some("no client IP".to_string()),
-            };
-        };
-        if domain.is_empty() {
-            trail.decide("SPF not checked: null sender and no HELO name");
-            return SpfCheck {
-                result: SpfResult::None,
-                domain,
-                scope,
-                reason: Some("no identity".to_string()),
-            };
-        }
-        let params =
-            SpfParameters::mail_from(ip, &envelope.helo, &self.host_name, &envelope.mail_from);
-        let output = self
-            .dns
-            .authenticator
-            .check_host(Parameters::new(params).with_cache(view))
-            .await;
-        let result = match output.result() {
-            MaSpf::Pass => SpfResult::Pass,
-            MaSpf::Fail => SpfResult::Fail,
-            MaSpf::SoftFail => SpfResult::SoftFail,
-            MaSpf::Neutral => SpfResult::Neutral,
-            MaSpf::TempError => SpfResult::TempError,
-            MaSpf::PermError => SpfResult::PermError,
-            MaSpf::None => SpfResult::None,
-        };
-        trail.decide_with(|| {
-            format!(
-                "SPF {} for {domain} ({}) from {ip}{}",
-                result.as_str(),
-                scope.as_str(),
-                output
-                    .explanation()
-                    .map(|e| format!(": {}", e.escape_debug()))
-                    .unwrap_or_default()
-            )
-        });
-        SpfCheck {
-            result,
-            domain,
-            scope,
-            reason: None,
-        }
-    }
-
-    /// Keeps at most `max_dkim_signatures` DKIM signatures in `message`,
-    /// those whose `d=` shares an Author Domain's Organizational Domain
-    /// first (only they can give an aligned pass, RFC 9989 §4.4.1), then
-    /// the others in header order. Returns how many were set aside; mail-auth
-    /// reports each as a neutral `SignatureExpired` without its signature,
-    /// which [`Verifier::check_dkim`] folds into one summary result.
-    fn cap_dkim_signatures(
-        &self,
-        message: &mut AuthenticatedMessage<'_>,
-        authors: &Result<Vec<String>, FromError>,
-        trail: &Trail,
-    ) -> usize {
-        let max = self.config.max_dkim_signatures;
-        let count = message.dkim_signatures().len();
-        if count <= max {
-            return 0;
-        }
-        let author_orgs: Vec<String> = authors
-            .iter()
-            .flatten()
-            .map(|author| self.psl.org_domain(author))
-            .collect();
-        let related: Vec<bool> = message
-            .dkim_signatures()
-            .iter()
-            .map(|sig| {
-                let domain = sig.header.d.trim_end_matches('.').to_ascii_lowercase();
-                let org = self.psl.org_domain(&domain);
-                author_orgs.contains(&org)
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..count).collect();
-        // Stable: header order within each group.
-        order.sort_by_key(|&i| !related.get(i).copied().unwrap_or(false));
-        let mut keep = vec![false; count];
-        for &i in order.iter().take(max) {
-            if let Some(slot) = keep.get_mut(i) {
-                *slot = true;
-            }
-        }
-        let mut index = 0;
-        message.retain_dkim_signatures(|_| {
-            let kept = keep.get(index).copied().unwrap_or(false);
-            index += 1;
-            if kept {
-                Ok(())
-            } else {
-                Err(SET_ASIDE)
-            }
-        });
-        let unchecked = count - max;
-        trail.decide_with(|| {
-            format!(
-            "{count} DKIM signatures: checking {max}, {unchecked} set aside (max_dkim_signatures)"
-        )
-        });
-        unchecked
-    }
-
-    async fn check_dkim(
-        &self,
-        message: Option<&AuthenticatedMessage<'_>>,
-        set_aside: usize,
-        view: &MessageView<'_>,
-        trail: &Trail,
-    ) -> Vec<DkimCheck> {
-        let Some(message) = message else {
-            return Vec::new();
-        };
-        let outputs = self
-            .dns
-            .authenticator
-            .verify_dkim(Parameters::new(message).with_cache(view))
-            .await;
-        let max = self.config.max_dkim_signatures;
-        // mail-auth lists the signatures it could not parse first (each a
-        // neutral result without a signature), then the checked ones. Keep
-        // every checked one, fill the remaining places with unparseable
-        // ones, and summarise the rest in one result.
-        let checked = outputs.iter().filter(|o| o.signature().is_some()).count();
-        let mut unparseable_room = max.saturating_sub(checked);
-        let mut not_shown = 0usize;
-        let mut checks = Vec::with_capacity(outputs.len().min(max + 1));
-        for output in &outputs {
-            if output.signature().is_none() {
-                let ours = set_aside > 0
-                    && matches!(output.result(), MaDkim::Neutral(MaError::Dkim(e)) if *e == SET_ASIDE);
-                if ours {
-                    continue;
-                }
-                if unparseable_room == 0 {
-                    not_shown += 1;
-                    continue;
-                }
-                unparseable_room -= 1;
-            }
-            let (mut result, mut reason) = match output.result() {
-                MaDkim::Pass => (DkimResult::Pass, None),
-                MaDkim::Neutral(e) => (DkimResult::Neutral, Some(e.to_string())),
-                MaDkim::Fail(e) => (DkimResult::Fail, Some(e.to_string())),
-                MaDkim::PermError(e) => (DkimResult::PermError, Some(e.to_string())),
-                MaDkim::TempError(e) => (DkimResult::TempError, Some(e.to_string())),
-                MaDkim::None => (DkimResult::Neutral, None),
-            };
-            let Some(signature) = output.signature() else {
-                checks.push(DkimCheck {
-                    result,
-                    domain: String::new(),
-                    selector: String::new(),
-                    algorithm: String::new(),
-                    key_bits: None,
-                    b_prefix: String::new(),
-                    reason,
-                });
-                continue;
-            };
-            let domain = signature.d.trim_end_matches('.').to_ascii_lowercase();
-            let mut key_bits = match signature.a {
-                Algorithm::Ed25519Sha256 => Some(256),
-                Algorithm::RsaSha1 | Algorithm::RsaSha256 => u32::try_from(signature.b.len())
-                    .ok()
-                    .and_then(|n| n.checked_mul(8)),
-                Algorithm::MlDsa44 => None,
-            };
-            let rsa = matches!(signature.a, Algorithm::RsaSha1 | Algorithm::RsaSha256);
-            if result == DkimResult::Pass && rsa {
-                // RFC 8017 §8.2.2: an RSA signature is exactly as long as the
-                // modulus, so only keys whose signature leaves the size in
-                // doubt need their key record read.
-                let octets = u32::try_from(signature.b.len()).unwrap_or(u32::MAX);
-                if octets.saturating_sub(1).saturating_mul(8) < self.config.min_rsa_key_bits {
-                    key_bits = self
-                        .exact_rsa_bits(&signature.s, &domain, trail)
-                        .await
-                        .or(key_bits);
-                }
-                if let Some(bits) = key_bits.filter(|&b| b < self.config.min_rsa_key_bits) {
-                    result = DkimResult::Fail;
-                    reason = Some(format!(
-                        "RSA key of {bits} bits is shorter than {} (RFC 8301 §3.2)",
-                        self.config.min_rsa_key_bits
-                    ));
-                }
-            }
-            if result == DkimResult::Pass
-                && signature.a == Algorithm::RsaSha1
-                && !self.config.allow_rsa_sha1
-            {
-                result = DkimResult::Policy;
-                reason = Some("rsa-sha1 is not accepted (RFC 8301 §3.1)".to_string());
-            }
-            trail.decide_with(|| {
-                format!(
-                    "DKIM {} for d={domain} s={} a={}{}",
-                    result.as_str(),
-                    signature.s,
-                    signature.a.name(),
-                    reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                )
-            });
-            checks.push(DkimCheck {
-                result,
-                domain,
-                selector: signature.s.clone(),
-                algorithm: signature.a.name().to_string(),
-                key_bits,
-                b_prefix: dkim_key::b_prefix(&signature.b),
-                reason,
-            });
-        }
-        let skipped = set_aside + not_shown;
-        if skipped > 0 {
-            trail.decide_with(|| format!("{skipped} DKIM signatures not checked"));
-            checks.push(DkimCheck {
-                result: DkimResult::Policy,
-                domain: String::new(),
-                selector: String::new(),
-                algorithm: String::new(),
-                key_bits: None,
-                b_prefix: String::new(),
-                reason: Some(format!(
-                    "{skipped} more signatures not checked (limit {max})"
-                )),
-            });
-        }
-        checks
-    }
-
-    /// The modulus size of the key at `<selector>._domainkey.<domain>`.
-    async fn exact_rsa_bits(&self, selector: &str, domain: &str, trail: &Trail) -> Option<u32> {
-        let name = format!("{selector}._domainkey.{domain}");
-        let TxtAnswer::Records(records) = self.dns.txt(&name, trail).await.ok()? else {
-            return None;
-        };
-        records.iter().find_map(|record| {
-            let record = String::from_utf8_lossy(record);
-            let der = dkim_key::base64_decode(dkim_key::key_record_p(&record)?)?;
-            dkim_key::rsa_modulus_bits(&der)
-        })
-    }
-
-    /// The Organizational Domain of `domain`, or `None` after a DNS failure.
-    async fn org_of(&self, method: DiscoveryMethod, domain: &str, trail: &Trail) -> Option<String> {
-        match discovery::org_domain(&self.dns, &self.psl, method, domain, trail).await {
-            Ok(org) => Some(org),
-            Err(failure) => {
-                trail.decide_with(|| format!("{failure}"));
-                None
             }
         }
     }
 
-    /// Checks the alignment of `identifier` with the Author Domain and
-    /// writes the conclusion, prefixed with `what`, to the trail; `None`
-    /// when a DNS failure left it undecided.
-    #[allow(clippy::too_many_arguments)]
-    async fn align(
-        &self,
-        method: DiscoveryMethod,
-        mode: AlignmentMode,
-        identifier: &str,
-        author: &str,
-        author_org: &str,
-        what: &str,
-        trail: &Trail,
-    ) -> Option<Alignment> {
-        let alignment = match mode {
-            AlignmentMode::Strict => Alignment::strict(identifier, author),
-            AlignmentMode::Relaxed if identifier == author => {
-                Alignment::relaxed(identifier, author_org, author, author_org)
-            }
-            AlignmentMode::Relaxed => {
-                let org = self.org_of(method, identifier, trail).await?;
-                Alignment::relaxed(identifier, &org, author, author_org)
-            }
-        };
-        let verdict = if alignment.aligned {
-            "aligned"
-        } else {
-            "not aligned"
-        };
-        trail.decide_with(|| format!("{what}: {verdict} ({})", alignment.explain()));
-        Some(alignment)
-    }
-
-    /// The DMARC evaluation of one Author Domain.
-    async fn evaluate(
-        &self,
-        author: &str,
-        method: DiscoveryMethod,
-        spf: &SpfCheck,
-        dkim: &[DkimCheck],
-        draw: u8,
-        trail: &Trail,
-    ) -> Evaluation {
-        let mut evaluation = Evaluation {
-            author_domain: author.to_string(),
-            result: DmarcResult::None,
-            discovery: method,
-            policy_domain: None,
-            org_domain: None,
-            record: None,
-            policy: None,
-            spf_alignment: None,
-            dkim_alignments: vec![None; dkim.len()],
-            spf_aligned: false,
-            dkim_aligned: false,
-            disposition: Disposition::Accept,
-            override_reason: None,
-            reason: None,
-        };
-        let discovered =
-            match discovery::discover(&self.dns, &self.psl, method, author, trail).await {
-                Ok(discovered) => discovered,
-                Err(failure) => {
-                    trail.decide_with(|| format!("DMARC temperror for {author}: {failure}"));
-                    evaluation.result = DmarcResult::TempError;
-                    evaluation.reason = Some("dns-error".to_string());
-                    evaluation.disposition = match self.config.dmarc_temperror {
-                        TempErrorAction::Tempfail => Disposition::Tempfail,
-                        TempErrorAction::Accept => Disposition::Accept,
-                    };
-                    return evaluation;
-                }
-            };
-        evaluation.org_domain = Some(discovered.org_domain.clone());
-        let Some((policy_domain, record)) = discovered.record else {
-            trail.decide_with(|| {
-                format!(
-                    "no DMARC record applies to {author}: DMARC does not apply (RFC 9989 §4.10.1)"
-                )
-            });
-            return evaluation;
-        };
-        evaluation.policy_domain = Some(policy_domain.clone());
-        evaluation.record = Some(record.clone());
-        let np_counts = method == DiscoveryMethod::TreeWalk;
-        let Some(policies) = record.effective_policies(np_counts) else {
-            trail.decide_with(|| format!(
-                "the record at _dmarc.{policy_domain} has no valid policy and no valid rua: no DMARC processing (RFC 7489 §6.6.3 step 6, RFC 9989 §4.10.1)"
-            ));
-            evaluation.result = DmarcResult::PermError;
-            evaluation.reason = Some("invalid-record".to_string());
-            return evaluation;
-        };
-        trail.decide_with(|| {
-            format!(
-                "record applied: _dmarc.{policy_domain} \"{}\"{}",
-                record.raw().escape_debug(),
-                if policies.forced_none {
-                    " (read as p=none: missing or invalid policy tag with a valid rua)"
-                } else {
-                    ""
-                }
-            )
-        });
-
-        // Identifier alignment (RFC 9989 §4.4, §4.10.2).
-        let author_org = discovered.org_domain.as_str();
-        let mut temperror_candidate: Option<(&str, TempErrorAction)> = None;
-        if !spf.domain.is_empty() && matches!(spf.result, SpfResult::Pass | SpfResult::TempError) {
-            let what = format!("SPF {} for {}", spf.result.as_str(), spf.domain);
-            match self
-                .align(
-                    method,
-                    record.aspf(),
-                    &spf.domain,
-                    author,
-                    author_org,
-                    &what,
-                    trail,
-                )
-                .await
-            {
-                Some(alignment) => {
-                    if alignment.aligned && spf.result == SpfResult::Pass {
-                        evaluation.spf_aligned = true;
-                    }
-                    if alignment.aligned && spf.result == SpfResult::TempError {
-                        temperror_candidate = Some(("spf-temperror", self.config.spf_temperror));
-                    }
-                    evaluation.spf_alignment = Some(alignment);
-                }
-                None => temperror_candidate = Some(("dns-error", self.config.dmarc_temperror)),
-            }
-        }
-        for (i, check) in dkim.iter().enumerate() {
-            if check.domain.is_empty()
-                || !matches!(check.result, DkimResult::Pass | DkimResult::TempError)
-            {
-                continue;
-            }
-            let what = format!("DKIM {} for d={}", check.result.as_str(), check.domain);
-            match self
-                .align(
-                    method,
-                    record.adkim(),
-                    &check.domain,
-                    author,
-                    author_org,
-                    &what,
-                    trail,
-                )
-                .await
-            {
-                Some(alignment) => {
-                    if alignment.aligned && check.result == DkimResult::Pass {
-                        evaluation.dkim_aligned = true;
-                    }
-                    if alignment.aligned
-                        && check.result == DkimResult::TempError
-                        && temperror_candidate.is_none()
-                    {
-                        temperror_candidate = Some(("dkim-temperror", self.config.dkim_temperror));
-                    }
-                    if let Some(slot) = evaluation.dkim_alignments.get_mut(i) {
-                        *slot = Some(alignment);
-                    }
-                }
-                None => {
-                    if temperror_candidate.is_none() {
-                        temperror_candidate = Some(("dns-error", self.config.dmarc_temperror));
-                    }
-                }
-            }
-        }
-
-        // The policy for this Author Domain (RFC 9989 §4.10.1).
-        let source = if policy_domain == author {
-            PolicySource::P
-        } else if policies.np != policies.sp {
-            // RFC 8020: only an NXDOMAIN proves non-existence; an answer at
-            // _dmarc.<author> proves the author domain exists.
-            let exists = if discovered.author_dmarc_nxdomain {
-                match self.dns.exists(author, trail).await {
-                    Ok(exists) => exists,
-                    Err(failure) => {
-                        // Without an answer we cannot choose between sp and
-                        // np; a message that fails is then a temperror.
-                        trail.decide_with(|| {
-                            format!(
-                                "{failure}: cannot tell whether {author} exists; sp is reported"
-                            )
-                        });
-                        if temperror_candidate.is_none() {
-                            temperror_candidate = Some(("dns-error", self.config.dmarc_temperror));
-                        }
-                        true
-                    }
-                }
-            } else {
-                true
-            };
-            if exists {
-                PolicySource::Sp
-            } else {
-                PolicySource::Np
-            }
-        } else {
-            PolicySource::Sp
-        };
-        let published = match source {
-            PolicySource::P => policies.p,
-            PolicySource::Sp => policies.sp,
-            PolicySource::Np => policies.np,
-        };
-        let applied = apply_pct_and_t(
-            published,
-            source,
-            record.pct(),
-            record.testing(),
-            self.config.pct,
-            draw,
-        );
-        trail.decide_with(|| {
-            format!(
-                "policy: {}={} published; pct={} (draw {draw}, {}), t={}: {} in force{}",
-                source.as_str(),
-                published.as_str(),
-                record.pct(),
-                if applied.sampled {
-                    "sampled"
-                } else {
-                    "not sampled"
-                },
-                if record.testing() { "y" } else { "n" },
-                applied.applied.as_str(),
-                applied
-                    .reason
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            )
-        });
-        evaluation.policy = Some(applied);
-
-        if evaluation.spf_aligned || evaluation.dkim_aligned {
-            evaluation.result = DmarcResult::Pass;
-            return evaluation;
-        }
-        evaluation.result = DmarcResult::Fail;
-        evaluation.disposition = Disposition::for_policy(applied.applied);
-        evaluation.override_reason = applied.reason;
-        if let Some((reason, action)) = temperror_candidate {
-            // An aligned identifier could not be checked: the message may be
-            // legitimate, so a DNS error must not decide its fate.
-            evaluation.result = DmarcResult::TempError;
-            evaluation.reason = Some(reason.to_string());
-            if evaluation.disposition != Disposition::Accept {
-                evaluation.disposition = match action {
-                    TempErrorAction::Tempfail => Disposition::Tempfail,
-                    TempErrorAction::Accept => {
-                        evaluation.override_reason = Some(OverrideReason::LocalPolicy);
-                        Disposition::Accept
-                    }
-                };
-            }
-        }
-        evaluation
-    }
-
-    /// Runs the other discovery method and reports a disagreement.
-    async fn shadow(
-        &self,
-        primary: &Evaluation,
-        spf: &SpfCheck,
-        dkim: &[DkimCheck],
-        draw: u8,
-    ) -> Option<ShadowDifference> {
-        let scratch = Trail::new(false);
-        let other = self
-            .evaluate(
-                &primary.author_domain,
-                primary.discovery.other(),
-                spf,
-                dkim,
-                draw,
-                &scratch,
-            )
-            .await;
-        if other.policy_domain == primary.policy_domain && other.result == primary.result {
-            return None;
-        }
+    /// Counts, logs and describes a shadow-discovery disagreement.
+    fn shadow_difference(&self, primary: &Evaluation, other: Evaluation) -> ShadowDifference {
         self.shadow_differences.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             author_domain = %primary.author_domain,
@@ -878,7 +270,7 @@ impl Verifier {
             shadow_result = other.result.as_str(),
             "shadow discovery disagrees"
         );
-        Some(ShadowDifference {
+        ShadowDifference {
             author_domain: primary.author_domain.clone(),
             primary: (
                 primary.discovery,
@@ -886,7 +278,7 @@ impl Verifier {
                 primary.result,
             ),
             shadow: (other.discovery, other.policy_domain, other.result),
-        })
+        }
     }
 
     /// Combines the evaluations into the verdict and formats the header.
@@ -966,6 +358,20 @@ impl Verifier {
             shadow,
         }
     }
+}
+
+/// The raw values of the message's From fields (every field whose name
+/// reads as From: see [`header_name_is`]).
+fn from_values<'a>(message: Option<&AuthenticatedMessage<'a>>) -> Vec<&'a [u8]> {
+    message
+        .map(|m| {
+            m.headers()
+                .iter()
+                .filter(|(name, _)| header_name_is(name, "from"))
+                .map(|(_, value)| *value)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Accept < quarantine < tempfail < reject: a definite reject wins over a

@@ -377,7 +377,9 @@ async fn capped_signatures_check_the_author_domains_first() {
         cost.verdict.dkim
     );
     assert_eq!(cost.verdict.disposition, Disposition::Accept);
-    // Checked in header order: four foreign ones, then the author's.
+    // Checked in header order: four foreign ones (no key record at
+    // attacker.example: permerror, RFC 6376 §6.1.2, before the body hash),
+    // then the author's.
     let shown: Vec<(&str, &str, &str)> = cost
         .verdict
         .dkim
@@ -387,10 +389,10 @@ async fn capped_signatures_check_the_author_domains_first() {
     assert_eq!(
         shown,
         [
-            ("attacker.example", "j0", "neutral"),
-            ("attacker.example", "j1", "neutral"),
-            ("attacker.example", "j2", "neutral"),
-            ("attacker.example", "j3", "neutral"),
+            ("attacker.example", "j0", "permerror"),
+            ("attacker.example", "j1", "permerror"),
+            ("attacker.example", "j2", "permerror"),
+            ("attacker.example", "j3", "permerror"),
             ("example.com", "s2048", "pass"),
             ("", "", "policy"),
         ]

@@ -8,8 +8,8 @@ mod common;
 
 use common::{data, envelope, explain, message, setup, zone};
 use dmarc_verifier::{
-    dns::zone::RecordType, Disposition, DkimResult, DmarcResult, Envelope, SpfResult, Verdict,
-    Verifier,
+    dns::zone::RecordType, DiscoveryMethod, Disposition, DkimResult, DmarcResult, Envelope,
+    SpfResult, Verdict, Verifier,
 };
 use std::time::Duration;
 use test_dns::{Fault, Transport};
@@ -76,8 +76,8 @@ async fn each_lookup_kind_timing_out_is_a_temperror() {
         explain(&v)
     );
 
-    // The existence check behind np (RFC 8020).
-    let (dns, verifier) = setup(&zone(BASE), |_| {}).await;
+    // The existence check behind np (RFC 8020), under RFC 9989 discovery.
+    let (dns, verifier) = setup(&zone(BASE), |c| c.discovery = DiscoveryMethod::TreeWalk).await;
     dns.set_fault("nope.example.com", Some(RecordType::A), Fault::Timeout);
     let v = check(
         &verifier,
@@ -90,6 +90,28 @@ async fn each_lookup_kind_timing_out_is_a_temperror() {
         (DmarcResult::TempError, Disposition::Tempfail),
         "{}",
         explain(&v)
+    );
+    // Under RFC 7489 (PSL) discovery np is no tag at all: sp applies, the
+    // existence of the Author Domain does not matter and is not asked.
+    let (dns, verifier) = setup(&zone(BASE), |_| {}).await;
+    dns.set_fault("nope.example.com", Some(RecordType::A), Fault::Timeout);
+    let v = check(
+        &verifier,
+        &envelope("203.0.113.9", "a@nope.example.com"),
+        &message("a@nope.example.com"),
+    )
+    .await;
+    assert_eq!(
+        (v.dmarc, v.disposition),
+        (DmarcResult::Fail, Disposition::Quarantine),
+        "{}",
+        explain(&v)
+    );
+    assert!(
+        v.authentication_results
+            .contains("(p=reject sp=quarantine dis=quarantine)"),
+        "{}",
+        v.authentication_results
     );
 }
 

@@ -41,6 +41,7 @@ proptest! {
             key_bits: Some(2048),
             b_prefix: b.clone(),
             reason: Some(reason.clone()),
+            body_hash: Some(true),
         };
         ar.push(auth_results::dkim_resinfo(&dkim));
         let value = ar.value();
@@ -94,17 +95,28 @@ proptest! {
 
     #[test]
     fn record_parsing_never_panics(raw in any::<String>()) {
-        let _ = DmarcRecord::parse(&raw).map(|r| r.effective_policies(true));
+        let _ = DmarcRecord::parse(&raw).map(|r| r.effective_policies(dmarc_verifier::DiscoveryMethod::TreeWalk));
     }
 
     #[test]
-    fn record_parsing_of_tag_soup(tags in proptest::collection::vec(("[a-z]{1,5}", "[ -:<-~]{0,12}"), 0..12)) {
+    fn record_parsing_of_tag_soup(tags in proptest::collection::btree_map("[a-z]{1,5}", "[!-:<-~][ -:<-~]{0,11}", 0..12)) {
+        // Any grammatical tag-list (RFC 9989 §4.8) parses, whatever the
+        // values: invalid values fall back to defaults.
+        let tags: Vec<(String, String)> = tags.into_iter().filter(|(k, _)| k != "v").collect();
         let raw = std::iter::once("v=DMARC1".to_string())
             .chain(tags.iter().map(|(k, v)| format!("{k}={v}")))
             .collect::<Vec<_>>()
             .join("; ");
         let record = DmarcRecord::parse(&raw).map_err(|e| TestCaseError::fail(format!("{raw}: {e}")))?;
         prop_assert!(record.pct() <= 100);
+        // The same list with one tag repeated is invalid (RFC 6376 §3.2).
+        if let Some((k, v)) = tags.first() {
+            let repeated = format!("{raw}; {}={v}", k.to_ascii_uppercase());
+            prop_assert!(matches!(
+                DmarcRecord::parse(&repeated),
+                Err(dmarc_verifier::record::RecordError::InvalidTagList(_))
+            ), "{}", repeated);
+        }
     }
 
     #[test]

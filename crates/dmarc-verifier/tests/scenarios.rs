@@ -239,7 +239,32 @@ async fn existing_subdomain_gets_sp() {
 
 #[tokio::test]
 async fn non_existent_subdomain_gets_np() {
+    // np is an RFC 9989 tag: under PSL (RFC 7489) discovery it is unknown,
+    // sp applies, and nobody asks whether the domain exists.
     let (dns, verifier) = setup(&zone(BASE), |_| {}).await;
+    let verdict = verifier
+        .verify(
+            &envelope("203.0.113.9", "a@nope.example.com"),
+            &message("a@nope.example.com"),
+        )
+        .await;
+    let policy = verdict.decisive_evaluation().unwrap().policy.unwrap();
+    assert_eq!(
+        (policy.source, policy.published),
+        (PolicySource::Sp, Policy::Quarantine),
+        "{}",
+        explain(&verdict)
+    );
+    assert_eq!(
+        dns.query_count("nope.example.com"),
+        1,
+        "only its SPF record"
+    );
+
+    let (dns, verifier) = setup(&zone(BASE), |c| {
+        c.discovery = dmarc_verifier::DiscoveryMethod::TreeWalk
+    })
+    .await;
     let verdict = verifier
         .verify(
             &envelope("203.0.113.9", "a@nope.example.com"),
@@ -663,7 +688,9 @@ async fn rfc8301_weak_keys_and_rsa_sha1() {
         ("dkim-weak-key.eml", DkimResult::Fail, Some(512)),
         ("dkim-1024.eml", DkimResult::Pass, Some(1024)),
         ("dkim-rsa-sha1.eml", DkimResult::Policy, Some(2048)),
-        ("dkim-body-tampered.eml", DkimResult::Neutral, Some(2048)),
+        // RFC 8601 §2.7.1: a body hash that does not verify is a fail, and
+        // b= of a signature that did not verify says nothing of the key.
+        ("dkim-body-tampered.eml", DkimResult::Fail, None),
         ("dkim-pass-lf.eml", DkimResult::Pass, Some(2048)),
     ];
     for (file, result, bits) in cases {

@@ -128,22 +128,28 @@ pub fn dkim_none_resinfo() -> String {
 
 /// `dmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com
 /// policy.dmarc=reject` (RFC 9989 §9.1 registers `header.from` and
-/// `policy.dmarc`).
+/// `policy.dmarc`). The comment shows the policies as the evaluation's
+/// discovery method applied them, with `np` when it differs from `sp`.
 pub fn dmarc_resinfo(evaluation: &Evaluation) -> String {
     let mut out = format!("dmarc={}", evaluation.result.as_str());
     if let Some(reason) = &evaluation.reason {
         out.push_str(" reason=");
         out.push_str(&quote_value(reason));
     }
-    if let Some(record) = &evaluation.record {
-        if let Some(policies) = record.effective_policies(true) {
-            out.push_str(&format!(
-                " (p={} sp={} dis={})",
-                policies.p.as_str(),
-                policies.sp.as_str(),
-                evaluation.disposition.report_token()
-            ));
-        }
+    if let Some(policies) = evaluation.effective_policies() {
+        // `np` where it can apply: RFC 9989 discovery, and a value of its
+        // own.
+        let np = if policies.np != policies.sp {
+            format!(" np={}", policies.np.as_str())
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            " (p={} sp={}{np} dis={})",
+            policies.p.as_str(),
+            policies.sp.as_str(),
+            evaluation.disposition.report_token()
+        ));
     }
     out.push_str(&format!(
         " header.from={}",

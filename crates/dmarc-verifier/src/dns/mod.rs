@@ -1,17 +1,19 @@
 //! DNS: the resolver, the shared cache, and our own lookups (DMARC records,
 //! name existence).
 //!
-//! SPF and DKIM lookups are made by mail-auth through its resolver and our
-//! [`SharedCache`]; DMARC record lookups are ours, because the raw record text
-//! and "several records at one name" (RFC 9989 §4.10 step 2) must be seen.
-//! Every question a message causes is recorded as a [`DnsEvent`] for the
-//! decision trail.
+//! DMARC record lookups are ours, because the raw record text and "several
+//! records at one name" (RFC 9989 §4.10 step 2) must be seen; so are the
+//! first lookups of SPF and every DKIM key lookup. mail-auth's SPF and DKIM
+//! read them, and make their other lookups, through per-message views of
+//! the [`SharedCache`] (see the `cache` module for why no answer can depend
+//! on who asked first). Every question a message causes is recorded as a
+//! [`DnsEvent`] for the decision trail.
 
 mod cache;
 pub mod zone;
 
-pub(crate) use cache::MessageView;
-pub use cache::{BoundedCache, SharedCache};
+pub use cache::{CacheKey, SharedCache, TtlCache, Weight};
+pub(crate) use cache::{DkimView, SpfView};
 
 use crate::{trail::Trail, Error};
 use mail_auth::hickory_resolver::{
@@ -20,7 +22,9 @@ use mail_auth::hickory_resolver::{
     proto::{op::ResponseCode, rr::Name, rr::RData, rr::RecordType as HickoryType},
     system_conf::read_system_conf,
 };
-use mail_auth::{dns::TxtRecordParser, MessageAuthenticator, TxtRecord};
+use mail_auth::{
+    dkim::DomainKey, dns::TxtRecordParser, spf::SpfRecord, MessageAuthenticator, TxtRecord,
+};
 use std::{
     collections::HashMap,
     fmt,
@@ -50,7 +54,9 @@ pub struct DnsConfig {
     pub timeout: Duration,
     /// Tries per question (default 2).
     pub attempts: usize,
-    /// Entries per record type in the shared cache (default 10,000).
+    /// Capacity of each of the shared caches (one per record type and
+    /// purpose), in entries; an answer over 1 KiB counts as one entry per
+    /// KiB started (default 10,000).
     pub cache_size: usize,
     /// Longest time a negative answer is cached (default 1 h); answers
     /// without an SOA are cached for at most 60 s.
@@ -325,46 +331,41 @@ impl Dns {
         Ok((answer, expires))
     }
 
-    /// Fetches the TXT records at `name` through the coalescing path and
-    /// stores them, parsed as `T`, in the cache mail-auth reads, unless it
-    /// already holds them. Many messages arriving at once for the same
-    /// sender then cause one query for its SPF record and DKIM key, not one
-    /// each. A failure stores nothing: mail-auth then asks and sees it.
-    pub(crate) async fn prefetch<T>(&self, name: &str, trail: &Trail)
-    where
-        T: TxtRecordParser + Into<TxtRecord>,
-    {
+    /// The DKIM key record at `name` (`<selector>._domainkey.<domain>`),
+    /// parsed from the raw TXT answer and cached for mail-auth's DKIM
+    /// verification (see [`DkimView`]); concurrent messages asking for the
+    /// same key cause one query. A transient failure is returned as the
+    /// resolver error mail-auth turns into `temperror`. `None` when `name`
+    /// cannot be asked about at all (mail-auth then finds it invalid).
+    pub(crate) async fn dkim_key(&self, name: &str, trail: &Trail) -> Option<TxtRecord> {
         let key = fqdn(name);
-        if self.cache.txt.get(key.as_str()).is_some() {
-            return;
+        if let Some(record) = self.cache.dkim_keys.get(key.as_str()) {
+            return Some(record);
         }
-        let (answer, expires) = match self.txt_until(name, trail).await {
-            Ok(answer) => answer,
+        let (record, expires) = match self.txt_until(name, trail).await {
+            Ok((answer, expires)) => (parse_txt::<DomainKey>(&answer), expires),
+            Err(failure) if !failure.transient => return None,
+            Err(failure) => (resolver_error(failure), Instant::now() + FAILURE_TTL),
+        };
+        self.cache
+            .dkim_keys
+            .insert(key.into_boxed_str(), record.clone(), expires);
+        Some(record)
+    }
+
+    /// Fetches the SPF record at `name` through the coalescing path and
+    /// gives it to this message's SPF view, as mail-auth would have stored
+    /// it: many messages arriving at once for the same sender then cause one
+    /// query for its SPF record, not one each.
+    pub(crate) async fn prefetch_spf(&self, name: &str, view: &SpfView<'_>, trail: &Trail) {
+        let (record, expires) = match self.txt_until(name, trail).await {
+            Ok((answer, expires)) => (parse_txt::<SpfRecord>(&answer), expires),
             // A name that cannot be asked is left to mail-auth, which has its
             // own rules for malformed domains (RFC 7208 §4.3).
             Err(failure) if !failure.transient => return,
-            Err(failure) => {
-                // mail-auth reads a resolver error as a temporary error, as
-                // it would on its own query.
-                let error = mail_auth::Error::Dns(mail_auth::DnsError::Resolver(failure.reason));
-                self.cache.txt.insert(
-                    key.into_boxed_str(),
-                    TxtRecord::Error(error),
-                    Instant::now() + FAILURE_TTL,
-                );
-                return;
-            }
+            Err(failure) => (resolver_error(failure), Instant::now() + FAILURE_TTL),
         };
-        let record: TxtRecord = match answer {
-            TxtAnswer::Records(records) => T::parse_records(&records).into(),
-            TxtAnswer::NxDomain => TxtRecord::Error(mail_auth::Error::Dns(
-                mail_auth::DnsError::RecordNotFound(ResponseCode::NXDomain),
-            )),
-            TxtAnswer::NoData => TxtRecord::Error(mail_auth::Error::Dns(
-                mail_auth::DnsError::RecordNotFound(ResponseCode::NoError),
-            )),
-        };
-        self.cache.txt.insert(key.into_boxed_str(), record, expires);
+        view.store_txt(fqdn(name).into_boxed_str(), record, expires);
     }
 
     /// Whether `name` exists (RFC 8020: NXDOMAIN means it and everything
@@ -447,7 +448,28 @@ fn query_name(key: &str) -> Result<Name, DnsFailure> {
     })
 }
 
-fn fqdn(name: &str) -> String {
+/// A raw TXT answer parsed as `T`, in the form mail-auth caches.
+fn parse_txt<T: TxtRecordParser + Into<TxtRecord>>(answer: &TxtAnswer) -> TxtRecord {
+    match answer {
+        TxtAnswer::Records(records) => T::parse_records(records).into(),
+        TxtAnswer::NxDomain => TxtRecord::Error(mail_auth::Error::Dns(
+            mail_auth::DnsError::RecordNotFound(ResponseCode::NXDomain),
+        )),
+        TxtAnswer::NoData => TxtRecord::Error(mail_auth::Error::Dns(
+            mail_auth::DnsError::RecordNotFound(ResponseCode::NoError),
+        )),
+    }
+}
+
+/// A transient failure as mail-auth reads its own resolver errors.
+fn resolver_error(failure: DnsFailure) -> TxtRecord {
+    TxtRecord::Error(mail_auth::Error::Dns(mail_auth::DnsError::Resolver(
+        failure.reason,
+    )))
+}
+
+/// `name` as a cache key: lower case, one trailing dot.
+pub(crate) fn fqdn(name: &str) -> String {
     let mut key = name.trim_end_matches('.').to_ascii_lowercase();
     key.push('.');
     key

@@ -29,10 +29,6 @@ fn extracts_the_mailbox_domain_not_the_display_name() {
         ("\"( bob@bob.com)\" joe@joe.com", &["joe.com"]),
         ("\"Mandel, Bob\" <joe@joe.com>", &["joe.com"]),
         ("=?utf-8?q?J=C3=B6rg?= <jorg@example.de>", &["example.de"]),
-        (
-            "=?utf-8?q?a@evil.example?= <jorg@example.de>",
-            &["example.de"],
-        ),
         ("=?utf-8?b?SsO2cmc=?= <jorg@example.de>", &["example.de"]),
         ("User <USER@Example.COM.>", &["example.com"]),
         ("Jörg <jorg@bücher.example>", &["xn--bcher-kva.example"]),
@@ -49,6 +45,15 @@ fn extracts_the_mailbox_domain_not_the_display_name() {
         ("From: Davide D'Marco <user@blah.com>", &["blah.com"]),
         ("Mail From:<joe@joe.com>", &["joe.com"]),
         ("<@route.example:joe@joe.com>", &["joe.com"]),
+        ("<@a.example,@b.example:joe@joe.com>", &["joe.com"]),
+        (
+            "< , @a.example , , @[192.0.2.1] : joe@joe.com>",
+            &["joe.com"],
+        ),
+        (
+            "Joe <@a.example,:joe@joe.com>, b@b.example",
+            &["joe.com", "b.example"],
+        ),
         ("\"quoted local\"@example.org", &["example.org"]),
         ("first.last@sub.example.org\r\n", &["sub.example.org"]),
     ];
@@ -78,6 +83,10 @@ fn malformed_values_are_errors_not_guesses() {
         "<a@b.example> trailing",
         "joe@joe.com)",
         &format!("a@{}.example", "x".repeat(64)),
+        // Invalid encoded-words (RFC 2047 §5(3)) are ordinary tokens.
+        "=?utf-8?q?a@evil.example?= <jorg@example.de>",
+        "=?x?q?,ceo@victim.example,?= <x@evil.example>",
+        "=?x?q?<ceo@victim.example>?= <x@evil.example>",
     ];
     for value in cases {
         assert!(
@@ -138,4 +147,72 @@ fn domain_validity() {
     assert!(!is_valid_a_label_domain("a..b"));
     assert!(!is_valid_a_label_domain(""));
     assert!(!is_valid_a_label_domain(&"a.".repeat(127)));
+}
+
+#[test]
+fn a_source_route_is_only_at_domains_and_a_colon() {
+    // RFC 5322 §4.4 obs-route: anything else between '<' and ':' must not
+    // be skipped, or whole mailboxes disappear.
+    let cases: &[&str] = &[
+        "<@x>, ceo@victim.example, <:y@evil.example>",
+        "<@x>, ceo@victim.example, <@z:y@evil.example>",
+        "<@x,ceo@victim.example:y@evil.example>",
+        "<@x ceo@victim.example:y@evil.example>",
+        "<@:y@evil.example>",
+        "<@x;y@evil.example>",
+        "<,y@evil.example>",
+        "<@x",
+        "<@x,@",
+    ];
+    for value in cases {
+        assert!(
+            matches!(domains(value), Err(FromError::Unparseable(_))),
+            "{value:?} gave {:?}",
+            domains(value)
+        );
+    }
+}
+
+#[test]
+fn text_that_breaks_encoded_word_rules_keeps_its_mailboxes() {
+    // Whatever we return for these, it must never be evil.example alone.
+    let cases: &[&str] = &[
+        "=?x?q?,ceo@victim.example,?= <x@evil.example>",
+        "=?x?q?a?= ceo@victim.example, =?x?q?b?= <x@evil.example>",
+        "=?utf-8?q?ceo@victim.example?= x@evil.example",
+        "=?x?q?\"?= ceo@victim.example, x@evil.example",
+        "=?x?q?(?= ceo@victim.example, x@evil.example =?x?q?)?=",
+        "=?x?q?;?= ceo@victim.example, x@evil.example",
+    ];
+    for value in cases {
+        match domains(value) {
+            Err(_) => {}
+            Ok(found) => assert!(
+                found.contains(&"victim.example".to_string()),
+                "{value:?} hid victim.example: {found:?}"
+            ),
+        }
+    }
+    // A valid encoded-word is a display-name word.
+    assert_eq!(
+        domains("=?utf-8?q?J=C3=B6rg_M=C3=BCller?= <j@example.de>"),
+        Ok(vec!["example.de".to_string()])
+    );
+}
+
+#[test]
+fn header_names_follow_obs_optional() {
+    for name in [
+        "From", "from", "FROM", "From ", "From\t", "From \t ", "Fr om",
+    ] {
+        assert!(header_name_is(name.as_bytes(), "from"), "{name:?}");
+    }
+    for name in ["X-From", "Froms", "Fro", "", "Resent-From", "From:"] {
+        assert!(!header_name_is(name.as_bytes(), "from"), "{name:?}");
+    }
+    assert!(header_name_is(b"DKIM-Signature ", "dkim-signature"));
+    assert!(header_name_is(
+        b"authentication-RESULTS",
+        "Authentication-Results"
+    ));
 }

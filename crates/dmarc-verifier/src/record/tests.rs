@@ -14,6 +14,12 @@ fn version_must_be_first_and_exact() {
         ("v=DMARC2; p=none", Err(RecordError::BadVersion)),
         ("v=spf1 -all", Err(RecordError::BadVersion)),
         ("V=BOB", Err(RecordError::BadVersion)),
+        // RFC 9989 §4.8: dmarc-record starts with dmarc-version.
+        (" v=DMARC1; p=reject", Err(RecordError::BadVersion)),
+        ("\tv=DMARC1; p=reject", Err(RecordError::BadVersion)),
+        ("\r\nv=DMARC1; p=reject", Err(RecordError::BadVersion)),
+        ("v=DMARC1 p=reject", Err(RecordError::BadVersion)),
+        ("v=DMARC1\r", Err(RecordError::BadVersion)),
     ];
     for (raw, expected) in cases {
         assert_eq!(DmarcRecord::parse(raw).map(|_| ()), *expected, "{raw:?}");
@@ -99,14 +105,79 @@ fn invalid_optional_values_fall_back_to_defaults() {
         assert!(!r.testing());
         assert_eq!(r.psd(), PsdFlag::Unknown);
         assert_eq!(r.fo(), FailureOptions::default());
-        assert_eq!(r.effective_policies(true).unwrap().p, Policy::None, "{raw}");
+        assert_eq!(
+            r.effective_policies(DiscoveryMethod::TreeWalk).unwrap().p,
+            Policy::None,
+            "{raw}"
+        );
     }
 }
 
 #[test]
-fn first_occurrence_of_a_tag_wins() {
-    let r = DmarcRecord::parse("v=DMARC1; p=reject; p=none").unwrap();
-    assert_eq!(r.p(), TagValue::Valid(Policy::Reject));
+fn a_tag_list_that_breaks_the_grammar_is_invalid() {
+    // RFC 6376 §3.2 (duplicates), RFC 9989 §4.8 (dmarc-tag, dmarc-value).
+    let cases: &[&str] = &[
+        "v=DMARC1; p=reject; p=none",
+        "v=DMARC1; p=none; P=reject",
+        "v=DMARC1; p=reject; v=DMARC1",
+        "v=DMARC1; p=reject; rua=mailto:a@example.com; rua=mailto:b@example.com",
+        "v=DMARC1; p=reject\r",
+        "v=DMARC1; p=reject;\r",
+        "v=DMARC1; p=reject; sp=none\r\n",
+        "v=DMARC1; p=rej\x00ect",
+        "v=DMARC1; p=réject",
+        "v=DMARC1; p=reject; garbage",
+        "v=DMARC1; p=",
+        "v=DMARC1; p=reject; x-y=1",
+        "v=DMARC1; p=reject; 1=2",
+        "v=DMARC1; p=reject; _x=2",
+        "v=DMARC1; =reject",
+    ];
+    for raw in cases {
+        assert!(
+            matches!(DmarcRecord::parse(raw), Err(RecordError::InvalidTagList(_))),
+            "{raw:?}: {:?}",
+            DmarcRecord::parse(raw)
+        );
+    }
+    // White space around separators and equals signs, empty tag-specs and
+    // the optional final ";" are grammar.
+    for raw in [
+        "v = DMARC1 ;\tp = reject ; ; sp=none;",
+        "v=DMARC1;;p=reject",
+        "V=DMARC1; P=Reject",
+        "v=DMARC1; p=reject; x0=unknown; x_y=unknown",
+    ] {
+        assert!(DmarcRecord::parse(raw).is_ok(), "{raw:?}");
+    }
+}
+
+#[test]
+fn numbers_are_digits_only() {
+    // RFC 7489 §6.4: pct is 1*3DIGIT (0-100), ri 1*32DIGIT.
+    for (raw, pct) in [
+        ("v=DMARC1; p=none; pct=40", 40),
+        ("v=DMARC1; p=none; pct=040", 40),
+        ("v=DMARC1; p=none; pct=0", 0),
+        ("v=DMARC1; p=none; pct=+40", 100),
+        ("v=DMARC1; p=none; pct=0050", 100),
+        ("v=DMARC1; p=none; pct=-1", 100),
+        ("v=DMARC1; p=none; pct=101", 100),
+        ("v=DMARC1; p=none; pct=4 0", 100),
+        ("v=DMARC1; p=none; pct=0x10", 100),
+    ] {
+        let r = DmarcRecord::parse(raw).unwrap();
+        assert_eq!(r.pct(), pct, "{raw}");
+        assert_eq!(
+            r.invalid_tags().is_empty(),
+            pct != 100 || raw.ends_with("=100"),
+            "{raw}"
+        );
+    }
+    let r = DmarcRecord::parse("v=DMARC1; p=none; ri=+3600").unwrap();
+    assert_eq!(r.ri(), 86400);
+    let r = DmarcRecord::parse("v=DMARC1; p=none; ri=3600").unwrap();
+    assert_eq!(r.ri(), 3600);
 }
 
 #[test]
@@ -165,13 +236,29 @@ fn policy_rules_of_rfc7489_6_6_3_step_6() {
             false,
             Some((Reject, Reject, Reject, false)),
         ),
+        // np is no RFC 7489 tag: under PSL discovery it never applies.
+        (
+            "v=DMARC1; p=reject; sp=none; np=reject",
+            false,
+            Some((Reject, None, None, false)),
+        ),
+        (
+            "v=DMARC1; p=reject; sp=none; np=reject",
+            true,
+            Some((Reject, None, Reject, false)),
+        ),
         // OpenDMARC accepts p=n; the grammar does not.
         ("v=DMARC1; p=n", true, Option::None),
     ];
     for (raw, np_counts, expected) in cases {
         let r = DmarcRecord::parse(raw).unwrap();
+        let method = if *np_counts {
+            DiscoveryMethod::TreeWalk
+        } else {
+            DiscoveryMethod::Psl
+        };
         let got = r
-            .effective_policies(*np_counts)
+            .effective_policies(method)
             .map(|e| (e.p, e.sp, e.np, e.forced_none));
         assert_eq!(got, *expected, "{raw} (np counts: {np_counts})");
     }
