@@ -339,3 +339,30 @@ async fn concurrent_messages_share_one_query_per_name() {
         assert_eq!(txt_queries, 1, "{name} was asked {txt_queries} times");
     }
 }
+
+/// `DnsConfig::attempts` counts tries, not retries: a question that times
+/// out is sent exactly that many times (hickory counts retries after the
+/// first try).
+#[tokio::test]
+async fn attempts_count_tries() {
+    for attempts in [1usize, 2, 3] {
+        let (dns, verifier) = setup(&zone(BASE), |c| {
+            c.dns.attempts = attempts;
+            c.dns.timeout = Duration::from_millis(150);
+        })
+        .await;
+        dns.set_fault("_dmarc.example.com", Some(RecordType::Txt), Fault::Timeout);
+        let v = check(
+            &verifier,
+            &envelope("203.0.113.9", "a@example.com"),
+            &message("a@example.com"),
+        )
+        .await;
+        assert_eq!(v.dmarc, DmarcResult::TempError, "{}", explain(&v));
+        assert_eq!(
+            dns.query_count("_dmarc.example.com"),
+            attempts,
+            "attempts = {attempts}"
+        );
+    }
+}

@@ -206,7 +206,9 @@ impl Dns {
             }
         };
         opts.timeout = config.timeout;
-        opts.attempts = config.attempts.max(1);
+        // hickory's `attempts` counts retries after the first try; ours
+        // counts tries.
+        opts.attempts = config.attempts.max(1) - 1;
         // Names we ask about are absolute: never append search domains.
         opts.ndots = 0;
         // Our own cache sits in front; keep hickory's small.
