@@ -97,9 +97,7 @@ fn zone_text(contents: &[Content], key_record: &str) -> String {
             Content::DmarcReject => txt("v=DMARC1; p=reject"),
             Content::DmarcNone => txt("v=DMARC1; p=none"),
             Content::Explanation => txt("not authorized: %{i}"),
-            Content::SpfAndKey => {
-                txt("v=spf1 ip4:192.0.2.0/24 -all") + &txt(key_record)
-            }
+            Content::SpfAndKey => txt("v=spf1 ip4:192.0.2.0/24 -all") + &txt(key_record),
         });
     }
     zone
@@ -107,10 +105,9 @@ fn zone_text(contents: &[Content], key_record: &str) -> String {
 
 fn raw_message(mail: &Mail, pkcs8: &[u8]) -> (Envelope, Vec<u8>) {
     let author = AUTHORS[mail.author];
-    let body = format!(
-        "From: someone@{author}\r\nTo: r@example.org\r\nSubject: s\r\n\r\nHello.\r\n"
-    )
-    .into_bytes();
+    let body =
+        format!("From: someone@{author}\r\nTo: r@example.org\r\nSubject: s\r\n\r\nHello.\r\n")
+            .into_bytes();
     let raw = match mail.signature {
         None => body,
         Some((domain, real)) => {
