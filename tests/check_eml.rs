@@ -877,3 +877,179 @@ fn help_exits_0() {
         assert!(run.stdout.contains(option), "{option} not in --help");
     }
 }
+
+// Issue 11: the review's reproductions, and variants, as a postmaster runs
+// them. The zone: victim.com (p=reject, SPF 192.0.2.0/24) and the
+// attacker's evil.net; the envelope is the attacker's unless said.
+
+const VICTIM_ZONE: &str = r#"
+victim.com. IN SOA ns.victim.com. hostmaster.victim.com. 1 3600 900 604800 300
+victim.com. IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+_dmarc.victim.com. IN TXT "v=DMARC1; p=reject; rua=mailto:d@victim.com"
+s1._domainkey.victim.com. IN TXT "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+evil.net. IN SOA ns.evil.net. hostmaster.evil.net. 1 3600 900 604800 300
+evil.net. IN TXT "v=spf1 ip4:203.0.113.0/24 -all"
+"#;
+
+/// check-eml --json on `message` (from stdin) with the attacker's envelope
+/// (MAIL FROM `mail_from`) and `args`; `test` names the zone file.
+fn attacker_run(test: &str, message: &str, mail_from: &str, args: &[&str]) -> Value {
+    let zone = scratch(&format!("{test}.zone"), VICTIM_ZONE.as_bytes());
+    let mut all = vec![
+        "--zone",
+        path_str(&zone),
+        "--json",
+        "--client-ip",
+        "203.0.113.5",
+        "--helo",
+        "mx.evil.net",
+        "--mail-from",
+        mail_from,
+    ];
+    all.extend_from_slice(args);
+    all.push("-");
+    run_with_stdin(&all, message.as_bytes()).ok().json()
+}
+
+fn with_from(from_fields: &str) -> String {
+    format!("{from_fields}\r\nTo: rcpt@example.org\r\nSubject: s\r\nDate: Mon, 10 Jun 2024 06:13:20 +0000\r\n\r\nHello.\r\n")
+}
+
+#[test]
+fn malformed_from_grammar_is_refused() {
+    for from in [
+        "From: <@x>, ceo@victim.com, <:y@evil.net>",
+        "From: <@x>,ceo@victim.com,<@z:y@evil.net>",
+        "From: =?x?q?,ceo@victim.com,?= <x@evil.net>",
+        "From: =?utf-8?q?ceo@victim.com?= <x@evil.net>",
+        "From : ceo@victim.com\r\nFrom: a@evil.net",
+        "From: a@evil.net\r\nFROM\t: ceo@victim.com",
+        "From\t: ceo@victim.com",
+    ] {
+        let out = attacker_run("grammar", &with_from(from), "a@evil.net", &[]);
+        assert_eq!(out["disposition"], "reject", "{from:?}: {out:#}");
+        assert_ne!(out["dmarc"]["header_from"], "evil.net", "{from:?}");
+    }
+    let out = attacker_run(
+        "grammar",
+        &with_from("From : ceo@victim.com\r\nFrom: a@evil.net"),
+        "a@evil.net",
+        &[],
+    );
+    assert_eq!(out["dmarc"]["reason"], "multiple-from", "{out:#}");
+}
+
+#[test]
+fn a_dkim_key_name_as_the_spf_domain_is_no_temperror() {
+    let message = format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=victim.com; s=s1; h=from; bh=AAAA; b=AAAA\r\n{}",
+        with_from("From: ceo@victim.com")
+    );
+    let out = attacker_run("keyname", &message, "a@s1._domainkey.victim.com", &[]);
+    assert_eq!(out["spf"]["result"], "none", "{out:#}");
+    assert_eq!(out["dmarc"]["result"], "fail", "{out:#}");
+    assert_eq!(out["disposition"], "reject", "{out:#}");
+}
+
+#[test]
+fn a_signature_without_from_in_h_never_aligns() {
+    // A valid-looking signature over To and Subject only, From written above.
+    let message = format!(
+        "From: helpdesk@victim.com\r\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=victim.com; s=s1; h=to:subject; bh=AAAA; b=AAAA\r\n{}",
+        "To: rcpt@example.org\r\nSubject: s\r\n\r\nHello.\r\n"
+    );
+    let out = attacker_run("unsigned-from", &message, "a@evil.net", &[]);
+    let dkim = &out["dkim"][0];
+    assert_eq!(dkim["result"], "permerror", "{out:#}");
+    assert_eq!(
+        dkim["reason"], "From field not signed (RFC 6376 §6.1.1)",
+        "{out:#}"
+    );
+    assert_eq!(out["disposition"], "reject", "{out:#}");
+}
+
+#[test]
+fn failures_on_the_attackers_names_do_not_defer_a_forgery() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let zone = format!("{VICTIM_ZONE}\npass.evil.net. IN TXT \"v=spf1 ip4:203.0.113.0/24 -all\"\n");
+    let dns = runtime.block_on(TestDns::start(&zone)).expect("test DNS");
+    for fault in [test_dns::Fault::ServFail, test_dns::Fault::Timeout] {
+        dns.set_fault("_dmarc.evil.net", None, fault);
+        dns.set_fault("_dmarc.pass.evil.net", None, fault);
+        let server = dns.addr().to_string();
+        let out = run_with_stdin(
+            &[
+                "--nameserver",
+                &server,
+                "--discovery",
+                "tree-walk",
+                "--json",
+                "--client-ip",
+                "203.0.113.5",
+                "--helo",
+                "mx.evil.net",
+                "--mail-from",
+                "a@pass.evil.net",
+                "-",
+            ],
+            with_from("From: ceo@victim.com").as_bytes(),
+        )
+        .ok()
+        .json();
+        assert_eq!(out["spf"]["result"], "pass", "{out:#}");
+        assert_eq!(out["dmarc"]["result"], "fail", "{fault:?}: {out:#}");
+        assert_eq!(out["disposition"], "reject", "{fault:?}: {out:#}");
+        dns.clear_faults();
+    }
+}
+
+#[test]
+fn a_long_author_domain_gets_the_organizational_domains_policy() {
+    let label = "c".repeat(60);
+    let author = format!("{label}.{label}.{label}.{}.victim.com", "d".repeat(53));
+    for discovery in ["psl", "tree-walk"] {
+        let out = attacker_run(
+            "long-author",
+            &with_from(&format!("From: ceo@{author}")),
+            "a@evil.net",
+            &["--discovery", discovery],
+        );
+        assert_eq!(out["dmarc"]["result"], "fail", "{discovery}: {out:#}");
+        assert_eq!(out["disposition"], "reject", "{discovery}: {out:#}");
+    }
+}
+
+#[test]
+fn the_comment_shows_what_psl_discovery_applied() {
+    let zone = scratch(
+        "np.zone",
+        format!("{VICTIM_ZONE}\n_dmarc.np.example. IN TXT \"v=DMARC1; p=reject; np=bogus; rua=mailto:d@np.example\"\n").as_bytes(),
+    );
+    let out = run_with_stdin(
+        &[
+            "--zone",
+            path_str(&zone),
+            "--json",
+            "--client-ip",
+            "203.0.113.5",
+            "--helo",
+            "mx.evil.net",
+            "--mail-from",
+            "a@evil.net",
+            "-",
+        ],
+        with_from("From: a@np.example").as_bytes(),
+    )
+    .ok()
+    .json();
+    assert_eq!(out["disposition"], "reject", "{out:#}");
+    assert!(
+        out["authentication_results"]
+            .as_str()
+            .is_some_and(|ar| ar.contains("dmarc=fail (p=reject sp=reject dis=reject)")),
+        "{out:#}"
+    );
+}

@@ -79,8 +79,9 @@ fn parse(name: String, mut raw: Vec<u8>) -> Result<Message, String> {
         ));
     }
     // A message saved from an mbox file starts with the "From " postmark
-    // line, which is not a header field (RFC 4155).
-    if raw.starts_with(b"From ") {
+    // line, which is not a header field (RFC 4155). "From :" is a header
+    // field in obsolete syntax (RFC 5322 §4.5), not a postmark.
+    if is_mbox_postmark(&raw) {
         let end = raw
             .iter()
             .position(|&b| b == b'\n')
@@ -95,6 +96,16 @@ fn parse(name: String, mut raw: Vec<u8>) -> Result<Message, String> {
         headers,
         notes,
     })
+}
+
+/// True when `raw` starts with an mbox postmark line: `From `, then
+/// anything but white space and a colon (which would make it a From field).
+fn is_mbox_postmark(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"From ") else {
+        return false;
+    };
+    let after_blanks = rest.iter().find(|&&b| b != b' ' && b != b'\t');
+    after_blanks != Some(&b':')
 }
 
 /// The header fields of `raw`, which must start with one.
@@ -196,6 +207,27 @@ mod tests {
             ["a@example.com"]
         );
         assert_eq!(message.notes.len(), 1);
+    }
+
+    #[test]
+    fn a_from_field_with_space_before_the_colon_is_no_postmark() {
+        // RFC 5322 §4.5 obs-optional: "From :" is a From header field.
+        for first in [
+            "From : ceo@example.com",
+            "From \t: ceo@example.com",
+            "From  :x@y",
+        ] {
+            let raw = format!("{first}\r\nFrom: a@example.net\r\n\r\nHi\r\n");
+            let message = check(raw.as_bytes()).unwrap();
+            assert_eq!(message.raw, raw.as_bytes(), "{first:?}");
+            assert_eq!(message.header_values("from").count(), 2, "{first:?}");
+            assert!(message.notes.is_empty());
+        }
+        assert!(is_mbox_postmark(
+            b"From MAILER-DAEMON Mon Jun 10 04:13:23 2024\n"
+        ));
+        assert!(!is_mbox_postmark(b"From: a@example.com\n"));
+        assert!(!is_mbox_postmark(b"Subject: From \n"));
     }
 
     #[test]
