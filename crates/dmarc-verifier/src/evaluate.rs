@@ -85,6 +85,7 @@ impl Evaluator<'_> {
             disposition: Disposition::Accept,
             override_reason: None,
             reason: None,
+            dns_failure: None,
         };
         let candidates = self.candidates(spf, dkim);
         let discovered = match discovery::discover(self.dns, self.psl, method, author, trail).await
@@ -128,17 +129,22 @@ impl Evaluator<'_> {
 
         // Identifier alignment (RFC 9989 §4.4, §4.10.2).
         let mut temperror: Option<(&str, TempErrorAction)> = None;
+        let mut failure: Option<DnsFailure> = None;
         for candidate in &candidates {
             let mode = match candidate.slot {
                 Slot::Spf => record.aspf(),
                 Slot::Dkim(_) => record.adkim(),
             };
-            let alignment = self
+            let alignment = match self
                 .align(method, mode, candidate, author, &discovered, trail)
-                .await;
-            let Some(alignment) = alignment else {
-                temperror.get_or_insert(("dns-error", self.config.dmarc_temperror));
-                continue;
+                .await
+            {
+                Ok(alignment) => alignment,
+                Err(unknown) => {
+                    temperror.get_or_insert(("dns-error", self.config.dmarc_temperror));
+                    failure.get_or_insert(unknown);
+                    continue;
+                }
             };
             if alignment.aligned {
                 match (candidate.passed, candidate.slot) {
@@ -169,15 +175,16 @@ impl Evaluator<'_> {
             let exists = if discovered.author_dmarc_nxdomain {
                 match self.dns.exists(author, trail).await {
                     Ok(exists) => exists,
-                    Err(failure) => {
+                    Err(unknown) => {
                         // Without an answer we cannot choose between sp and
                         // np: a temperror if the message fails.
                         trail.decide_with(|| {
                             format!(
-                                "{failure}: cannot tell whether {author} exists; sp is reported"
+                                "{unknown}: cannot tell whether {author} exists; sp is reported"
                             )
                         });
                         temperror.get_or_insert(("dns-error", self.config.dmarc_temperror));
+                        failure.get_or_insert(unknown);
                         true
                     }
                 }
@@ -238,6 +245,7 @@ impl Evaluator<'_> {
             // legitimate, so a DNS error must not decide its fate.
             evaluation.result = DmarcResult::TempError;
             evaluation.reason = Some(reason.to_string());
+            evaluation.dns_failure = failure;
             if evaluation.disposition != Disposition::Accept {
                 evaluation.disposition = match action {
                     TempErrorAction::Tempfail => Disposition::Tempfail,
@@ -293,6 +301,7 @@ impl Evaluator<'_> {
         let author = evaluation.author_domain.clone();
         evaluation.result = DmarcResult::TempError;
         evaluation.reason = Some("dns-error".to_string());
+        evaluation.dns_failure = Some(failure.clone());
         if let Some(exact) = candidates.iter().find(|c| c.passed && c.domain == author) {
             trail.decide_with(|| {
                 format!(
@@ -310,8 +319,8 @@ impl Evaluator<'_> {
     }
 
     /// Checks the alignment of `candidate` with the Author Domain and
-    /// writes the conclusion to the trail; `None` when a DNS failure left
-    /// it undecided and an answer could have aligned it.
+    /// writes the conclusion to the trail; the failure when DNS left it
+    /// undecided and an answer could have aligned it.
     async fn align(
         &self,
         method: DiscoveryMethod,
@@ -320,7 +329,7 @@ impl Evaluator<'_> {
         author: &str,
         discovered: &Discovered,
         trail: &Trail,
-    ) -> Option<Alignment> {
+    ) -> Result<Alignment, DnsFailure> {
         let identifier = candidate.domain;
         let alignment = match (mode, &discovered.org_domain) {
             (AlignmentMode::Strict, _) => Alignment::strict(identifier, author),
@@ -346,7 +355,7 @@ impl Evaluator<'_> {
                             trail.decide_with(|| {
                                 format!("{}: alignment unknown: {failure}", candidate.what)
                             });
-                            return None;
+                            return Err(failure);
                         }
                     }
                 }
@@ -361,7 +370,7 @@ impl Evaluator<'_> {
                             candidate.what
                         )
                     });
-                    return None;
+                    return Err(failure.clone());
                 }
             }
         };
@@ -371,7 +380,7 @@ impl Evaluator<'_> {
             "not aligned"
         };
         trail.decide_with(|| format!("{}: {verdict} ({})", candidate.what, alignment.explain()));
-        Some(alignment)
+        Ok(alignment)
     }
 
     /// Runs the other discovery method; `Some` with its evaluation when it

@@ -3,6 +3,7 @@
 use crate::{
     alignment::Alignment,
     discovery::DiscoveryMethod,
+    dns::DnsFailure,
     message::FromError,
     policy::{AppliedPolicy, Disposition, OverrideReason},
     record::{DmarcRecord, EffectivePolicies},
@@ -208,6 +209,9 @@ pub struct Evaluation {
     pub override_reason: Option<OverrideReason>,
     /// A short reason token for errors and special cases.
     pub reason: Option<String>,
+    /// For a `temperror` caused by DNS: the first failure that decided it
+    /// (name, kind, reason), for logs.
+    pub dns_failure: Option<DnsFailure>,
 }
 
 impl Evaluation {

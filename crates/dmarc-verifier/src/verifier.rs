@@ -7,7 +7,7 @@ use crate::{
     config::{Enforcement, InvalidFromResult, VerifierConfig},
     discovery::{DiscoveryMethod, PublicSuffixList},
     dkim::{self, DkimChecker},
-    dns::Dns,
+    dns::{CacheName, Dns, DnsObserver, NoObserver},
     envelope::Envelope,
     evaluate::Evaluator,
     message::{author_domains, header_name_is, FromError},
@@ -20,7 +20,10 @@ use crate::{
 use mail_auth::AuthenticatedMessage;
 use std::{
     borrow::Cow,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 /// Per-message settings of [`Verifier::verify_with`].
@@ -83,8 +86,23 @@ impl Verifier {
         config: VerifierConfig,
         psl: PublicSuffixList,
     ) -> Result<Verifier, Error> {
+        Self::with_dns_observer(config, psl, Arc::new(NoObserver))
+    }
+
+    /// Like [`Verifier::with_public_suffix_list`], reporting every DNS
+    /// question (type, outcome, time) and every cache lookup and eviction
+    /// to `observer`, for metrics.
+    ///
+    /// # Errors
+    ///
+    /// As [`Verifier::with_public_suffix_list`].
+    pub fn with_dns_observer(
+        config: VerifierConfig,
+        psl: PublicSuffixList,
+        observer: Arc<dyn DnsObserver>,
+    ) -> Result<Verifier, Error> {
         config.validate()?;
-        let dns = Dns::new(&config.dns)?;
+        let dns = Dns::observed(&config.dns, observer)?;
         let host_name = config
             .host_name
             .clone()
@@ -101,6 +119,11 @@ impl Verifier {
     /// The configuration in force.
     pub fn config(&self) -> &VerifierConfig {
         &self.config
+    }
+
+    /// The number of entries in each shared DNS cache.
+    pub fn dns_cache_entries(&self) -> Vec<(CacheName, u64)> {
+        self.dns.cache.entry_counts()
     }
 
     /// The Public Suffix List in use.

@@ -366,3 +366,59 @@ async fn attempts_count_tries() {
         );
     }
 }
+
+/// The DNS observer sees every question with its outcome, and every cache
+/// lookup; label values come from closed sets.
+#[tokio::test]
+async fn the_dns_observer_sees_questions_outcomes_and_cache_lookups() {
+    use dmarc_verifier::dns::{CacheName, DnsObserver, DnsOutcome};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Seen {
+        questions: Mutex<Vec<(RecordType, DnsOutcome)>>,
+        lookups: Mutex<Vec<(CacheName, bool)>>,
+    }
+    impl DnsObserver for Seen {
+        fn question(&self, rtype: RecordType, outcome: DnsOutcome, _elapsed: Duration) {
+            self.questions.lock().unwrap().push((rtype, outcome));
+        }
+        fn cache_lookup(&self, cache: CacheName, hit: bool) {
+            self.lookups.lock().unwrap().push((cache, hit));
+        }
+    }
+
+    let dns = test_dns::TestDns::start(&zone(BASE)).await.unwrap();
+    dns.set_fault("_dmarc.example.com", Some(RecordType::Txt), Fault::ServFail);
+    let seen = Arc::new(Seen::default());
+    let verifier = Verifier::with_dns_observer(
+        common::config(&dns),
+        dmarc_verifier::PublicSuffixList::bundled(),
+        seen.clone(),
+    )
+    .unwrap();
+    let env = envelope("203.0.113.9", "a@example.com");
+    let v = check(&verifier, &env, &message("a@example.com")).await;
+    assert_eq!(v.dmarc, DmarcResult::TempError);
+    let failure = v.evaluations[0].dns_failure.clone().expect("the failure");
+    assert_eq!(failure.outcome, DnsOutcome::ServFail);
+    assert_eq!(failure.name, "_dmarc.example.com");
+    let questions = seen.questions.lock().unwrap().clone();
+    assert!(
+        questions.contains(&(RecordType::Txt, DnsOutcome::ServFail)),
+        "{questions:?}"
+    );
+    // The same message again: the failure is remembered (failed_txt hit),
+    // the rest comes from the caches.
+    let _ = check(&verifier, &env, &message("a@example.com")).await;
+    let lookups = seen.lookups.lock().unwrap().clone();
+    assert!(
+        lookups.contains(&(CacheName::FailedTxt, true)),
+        "{lookups:?}"
+    );
+    assert!(lookups.contains(&(CacheName::Txt, true)), "{lookups:?}");
+    assert!(verifier
+        .dns_cache_entries()
+        .iter()
+        .any(|&(name, n)| name == CacheName::Txt && n > 0));
+}

@@ -31,6 +31,7 @@
 //! so the memory of a cache is bounded by its capacity whatever the answers.
 //! Eviction can only ever cost a new question, never a different answer.
 
+use super::observe::{CacheName, DnsObserver, NoObserver};
 use super::zone::RecordType;
 use super::{fqdn, DnsEvent, TxtAnswer};
 use crate::trail::Trail;
@@ -40,7 +41,7 @@ use std::{
     collections::HashMap,
     hash::Hash,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -93,6 +94,8 @@ fn weight_of(key_bytes: usize, value_bytes: usize) -> u32 {
 /// scan-resistant (TinyLFU) admission; see the module documentation.
 pub struct TtlCache<K, V> {
     inner: moka::sync::Cache<K, Expiring<K, V>>,
+    name: CacheName,
+    observer: Arc<dyn DnsObserver>,
 }
 
 impl<K, V> TtlCache<K, V>
@@ -100,9 +103,16 @@ where
     K: Hash + Eq + Clone + Send + Sync + CacheKey + 'static,
     V: Clone + Send + Sync + Weight + 'static,
 {
-    /// A cache of `capacity` entries (at least one).
+    /// A cache of `capacity` entries (at least one), unobserved.
     pub fn new(capacity: usize) -> Self {
+        Self::observed(capacity, CacheName::Txt, Arc::new(NoObserver))
+    }
+
+    /// A cache of `capacity` entries (at least one) that reports its
+    /// lookups and evictions to `observer` as `name`.
+    pub fn observed(capacity: usize, name: CacheName, observer: Arc<dyn DnsObserver>) -> Self {
         let capacity = u64::try_from(capacity.max(1)).unwrap_or(u64::MAX);
+        let on_evict = observer.clone();
         TtlCache {
             inner: moka::sync::Cache::builder()
                 .max_capacity(capacity)
@@ -110,8 +120,20 @@ where
                     weight_of(key.bytes(), entry.value.bytes())
                 })
                 .expire_after(ByEntry)
+                .eviction_listener(move |_key, _value, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        on_evict.cache_eviction(name);
+                    }
+                })
                 .build(),
+            name,
+            observer,
         }
+    }
+
+    /// Which cache this is.
+    pub fn name(&self) -> CacheName {
+        self.name
     }
 
     /// The live value for `key`, if any.
@@ -129,8 +151,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entry = self.inner.get(key)?;
-        (entry.expires > Instant::now()).then_some((entry.value, entry.expires))
+        let live = self
+            .inner
+            .get(key)
+            .filter(|entry| entry.expires > Instant::now());
+        self.observer.cache_lookup(self.name, live.is_some());
+        live.map(|entry| (entry.value, entry.expires))
     }
 
     /// The stored key and live value for `key`, if any.
@@ -139,8 +165,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entry = self.inner.get(key)?;
-        (entry.expires > Instant::now()).then_some((entry.key, entry.value))
+        let live = self
+            .inner
+            .get(key)
+            .filter(|entry| entry.expires > Instant::now());
+        self.observer.cache_lookup(self.name, live.is_some());
+        live.map(|entry| (entry.key, entry.value))
     }
 
     /// Stores `value` until `expires` (nothing when that is already past).
@@ -199,19 +229,35 @@ pub struct SharedCache {
 }
 
 impl SharedCache {
-    /// Caches of `capacity` entries each.
-    pub fn new(capacity: usize) -> Self {
+    /// Caches of `capacity` entries each, reporting to `observer`.
+    pub fn new(capacity: usize, observer: Arc<dyn DnsObserver>) -> Self {
+        let o = || observer.clone();
         SharedCache {
-            raw_txt: TtlCache::new(capacity),
-            failed_txt: TtlCache::new(capacity),
-            dkim_keys: TtlCache::new(capacity),
-            spf_records: TtlCache::new(capacity),
-            mx: TtlCache::new(capacity),
-            ipv4: TtlCache::new(capacity),
-            ipv6: TtlCache::new(capacity),
-            ptr: TtlCache::new(capacity),
-            exists: TtlCache::new(capacity),
+            raw_txt: TtlCache::observed(capacity, CacheName::Txt, o()),
+            failed_txt: TtlCache::observed(capacity, CacheName::FailedTxt, o()),
+            dkim_keys: TtlCache::observed(capacity, CacheName::DkimKeys, o()),
+            spf_records: TtlCache::observed(capacity, CacheName::SpfRecords, o()),
+            mx: TtlCache::observed(capacity, CacheName::Mx, o()),
+            ipv4: TtlCache::observed(capacity, CacheName::A, o()),
+            ipv6: TtlCache::observed(capacity, CacheName::Aaaa, o()),
+            ptr: TtlCache::observed(capacity, CacheName::Ptr, o()),
+            exists: TtlCache::observed(capacity, CacheName::Exists, o()),
         }
+    }
+
+    /// The number of entries in each cache.
+    pub fn entry_counts(&self) -> Vec<(CacheName, u64)> {
+        vec![
+            (CacheName::Txt, self.raw_txt.entry_count()),
+            (CacheName::FailedTxt, self.failed_txt.entry_count()),
+            (CacheName::DkimKeys, self.dkim_keys.entry_count()),
+            (CacheName::SpfRecords, self.spf_records.entry_count()),
+            (CacheName::Mx, self.mx.entry_count()),
+            (CacheName::A, self.ipv4.entry_count()),
+            (CacheName::Aaaa, self.ipv6.entry_count()),
+            (CacheName::Ptr, self.ptr.entry_count()),
+            (CacheName::Exists, self.exists.entry_count()),
+        ]
     }
 }
 

@@ -10,10 +10,12 @@
 //! [`DnsEvent`] for the decision trail.
 
 mod cache;
+mod observe;
 pub mod zone;
 
 pub use cache::{CacheKey, SharedCache, TtlCache, Weight};
 pub(crate) use cache::{DkimView, SpfView};
+pub use observe::{CacheName, DnsObserver, DnsOutcome, NoObserver};
 
 use crate::{trail::Trail, Error};
 use mail_auth::hickory_resolver::{
@@ -125,6 +127,9 @@ pub struct DnsFailure {
     pub name: String,
     /// What went wrong.
     pub reason: String,
+    /// The kind of failure: [`DnsOutcome::Timeout`], [`DnsOutcome::ServFail`]
+    /// or [`DnsOutcome::Other`].
+    pub outcome: DnsOutcome,
     /// False when the name itself cannot be asked (not a valid DNS name):
     /// retrying cannot help.
     pub(crate) transient: bool,
@@ -140,6 +145,7 @@ impl fmt::Display for DnsFailure {
 pub struct Dns {
     pub(crate) authenticator: MessageAuthenticator,
     pub(crate) cache: SharedCache,
+    observer: Arc<dyn DnsObserver>,
     max_negative_ttl: Duration,
     /// TXT questions being asked now: concurrent identical questions wait
     /// for the one in flight instead of asking again.
@@ -184,6 +190,16 @@ impl Dns {
     /// [`Error::Resolver`] when the system configuration cannot be read or
     /// the resolver cannot be built.
     pub fn new(config: &DnsConfig) -> Result<Dns, Error> {
+        Self::observed(config, Arc::new(NoObserver))
+    }
+
+    /// [`Dns::new`] reporting every question and cache lookup to
+    /// `observer`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dns::new`].
+    pub fn observed(config: &DnsConfig, observer: Arc<dyn DnsObserver>) -> Result<Dns, Error> {
         let (resolver_config, mut opts) = match &config.nameservers {
             Nameservers::System => {
                 read_system_conf().map_err(|e| Error::Resolver(e.to_string()))?
@@ -218,7 +234,8 @@ impl Dns {
             .with_max_negative_ttl(config.max_negative_ttl);
         Ok(Dns {
             authenticator,
-            cache: SharedCache::new(config.cache_size),
+            cache: SharedCache::new(config.cache_size, observer.clone()),
+            observer,
             max_negative_ttl: config.max_negative_ttl,
             inflight_txt: Mutex::default(),
             inflight_exists: Mutex::default(),
@@ -299,7 +316,14 @@ impl Dns {
     async fn resolve_txt(&self, key: &str) -> Result<(TxtAnswer, Instant), DnsFailure> {
         let name = key.trim_end_matches('.');
         let query = query_name(key)?;
-        let (answer, expires) = match self.authenticator.resolver().txt_lookup(query).await {
+        let started = Instant::now();
+        let result = self.authenticator.resolver().txt_lookup(query).await;
+        self.observer.question(
+            RecordType::Txt,
+            outcome_of(result.as_ref().map(|l| l.answers().is_empty())),
+            started.elapsed(),
+        );
+        let (answer, expires) = match result {
             Ok(lookup) => {
                 let records: Vec<Vec<u8>> = lookup
                     .answers()
@@ -324,6 +348,7 @@ impl Dns {
             Err(err) => self.negative(&err).ok_or_else(|| DnsFailure {
                 name: name.to_string(),
                 reason: err.to_string(),
+                outcome: outcome_of::<bool>(Err(&err)),
                 transient: true,
             })?,
         };
@@ -397,12 +422,18 @@ impl Dns {
     async fn resolve_exists(&self, key: &str) -> Result<(bool, Instant), DnsFailure> {
         let name = key.trim_end_matches('.');
         let query = query_name(key)?;
-        let (exists, expires) = match self
+        let started = Instant::now();
+        let result = self
             .authenticator
             .resolver()
             .lookup(query, HickoryType::A)
-            .await
-        {
+            .await;
+        self.observer.question(
+            RecordType::A,
+            outcome_of(result.as_ref().map(|l| l.answers().is_empty())),
+            started.elapsed(),
+        );
+        let (exists, expires) = match result {
             Ok(lookup) => (true, lookup.valid_until()),
             Err(err) => match self.negative(&err) {
                 Some((TxtAnswer::NxDomain, expires)) => (false, expires),
@@ -411,6 +442,7 @@ impl Dns {
                     return Err(DnsFailure {
                         name: name.to_string(),
                         reason: err.to_string(),
+                        outcome: outcome_of::<bool>(Err(&err)),
                         transient: true,
                     })
                 }
@@ -446,8 +478,41 @@ fn query_name(key: &str) -> Result<Name, DnsFailure> {
     Name::from_ascii(key).map_err(|e| DnsFailure {
         name: key.trim_end_matches('.').to_string(),
         reason: format!("invalid name: {e}"),
+        outcome: DnsOutcome::Other,
         transient: false,
     })
+}
+
+/// The outcome of one resolver lookup: `Ok(empty)` for an answer, or the
+/// error's kind.
+fn outcome_of<T: IsEmpty>(result: Result<T, &NetError>) -> DnsOutcome {
+    match result {
+        Ok(empty) if empty.is_empty() => DnsOutcome::NoData,
+        Ok(_) => DnsOutcome::Answer,
+        Err(NetError::Dns(HickoryDnsError::NoRecordsFound(no_records))) => {
+            if no_records.response_code == ResponseCode::NXDomain {
+                DnsOutcome::NxDomain
+            } else {
+                DnsOutcome::NoData
+            }
+        }
+        Err(NetError::Dns(HickoryDnsError::ResponseCode(ResponseCode::ServFail))) => {
+            DnsOutcome::ServFail
+        }
+        Err(NetError::Timeout) => DnsOutcome::Timeout,
+        Err(_) => DnsOutcome::Other,
+    }
+}
+
+/// `true` when a lookup came back without records.
+trait IsEmpty {
+    fn is_empty(&self) -> bool;
+}
+
+impl IsEmpty for bool {
+    fn is_empty(&self) -> bool {
+        *self
+    }
 }
 
 /// A raw TXT answer parsed as `T`, in the form mail-auth caches.

@@ -1,0 +1,138 @@
+//! What the DNS layer tells an observer: every question it sends (record
+//! type, outcome, time taken), every cache lookup (hit or miss) and every
+//! eviction. A daemon turns them into metrics; the library keeps no
+//! counters of its own. Label values come from closed sets (the enums
+//! below): never a name asked about.
+
+use super::zone::RecordType;
+use std::time::Duration;
+
+/// How one DNS question ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DnsOutcome {
+    /// Records of the type asked.
+    Answer,
+    /// The name does not exist.
+    NxDomain,
+    /// The name exists, without records of the type asked.
+    NoData,
+    /// No answer in time.
+    Timeout,
+    /// The server answered SERVFAIL.
+    ServFail,
+    /// Any other failure (REFUSED, a network error, a malformed answer).
+    Other,
+}
+
+impl DnsOutcome {
+    /// Every outcome, for exporters that declare their label values.
+    pub const ALL: [DnsOutcome; 6] = [
+        DnsOutcome::Answer,
+        DnsOutcome::NxDomain,
+        DnsOutcome::NoData,
+        DnsOutcome::Timeout,
+        DnsOutcome::ServFail,
+        DnsOutcome::Other,
+    ];
+
+    /// `answer`, `nxdomain`, `nodata`, `timeout`, `servfail` or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsOutcome::Answer => "answer",
+            DnsOutcome::NxDomain => "nxdomain",
+            DnsOutcome::NoData => "nodata",
+            DnsOutcome::Timeout => "timeout",
+            DnsOutcome::ServFail => "servfail",
+            DnsOutcome::Other => "other",
+        }
+    }
+
+    /// True for the outcomes that are failures (no answer at all).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            DnsOutcome::Timeout | DnsOutcome::ServFail | DnsOutcome::Other
+        )
+    }
+}
+
+/// The shared caches of a verifier (see `SharedCache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheName {
+    /// Raw TXT answers, any purpose.
+    Txt,
+    /// TXT lookups that failed moments ago.
+    FailedTxt,
+    /// Parsed DKIM (and ARC) key records.
+    DkimKeys,
+    /// Parsed SPF records.
+    SpfRecords,
+    /// MX answers.
+    Mx,
+    /// A answers.
+    A,
+    /// AAAA answers.
+    Aaaa,
+    /// PTR answers.
+    Ptr,
+    /// Whether a name exists (RFC 8020), for `np`.
+    Exists,
+}
+
+impl CacheName {
+    /// Every cache, for exporters that declare their label values.
+    pub const ALL: [CacheName; 9] = [
+        CacheName::Txt,
+        CacheName::FailedTxt,
+        CacheName::DkimKeys,
+        CacheName::SpfRecords,
+        CacheName::Mx,
+        CacheName::A,
+        CacheName::Aaaa,
+        CacheName::Ptr,
+        CacheName::Exists,
+    ];
+
+    /// A stable lower-case name: `txt`, `failed_txt`, `dkim_keys`,
+    /// `spf_records`, `mx`, `a`, `aaaa`, `ptr`, `exists`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheName::Txt => "txt",
+            CacheName::FailedTxt => "failed_txt",
+            CacheName::DkimKeys => "dkim_keys",
+            CacheName::SpfRecords => "spf_records",
+            CacheName::Mx => "mx",
+            CacheName::A => "a",
+            CacheName::Aaaa => "aaaa",
+            CacheName::Ptr => "ptr",
+            CacheName::Exists => "exists",
+        }
+    }
+}
+
+/// Receives what the DNS layer does. Every method has an empty default;
+/// calls happen on the message's task, so they must be cheap (an atomic
+/// increment, a histogram observation).
+pub trait DnsObserver: Send + Sync {
+    /// One question sent to the resolver (not answered from our cache),
+    /// with its outcome and how long it took (all of hickory's tries).
+    fn question(&self, rtype: RecordType, outcome: DnsOutcome, elapsed: Duration) {
+        let _ = (rtype, outcome, elapsed);
+    }
+
+    /// One lookup in a shared cache.
+    fn cache_lookup(&self, cache: CacheName, hit: bool) {
+        let _ = (cache, hit);
+    }
+
+    /// An entry evicted from a full cache (not an expiry).
+    fn cache_eviction(&self, cache: CacheName) {
+        let _ = cache;
+    }
+}
+
+/// The observer that ignores everything (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl DnsObserver for NoObserver {}
