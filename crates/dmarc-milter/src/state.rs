@@ -60,6 +60,9 @@ impl Active {
 #[derive(Debug)]
 pub(crate) struct Shared {
     active: RwLock<Arc<Active>>,
+    /// The configuration the process started with: what the settings that
+    /// need a restart (socket, log level, report store, ...) still are.
+    pub(crate) started: Arc<Config>,
     /// Report recording, when `report_store` is set (opened once per run:
     /// changing the store needs a restart).
     pub(crate) reporting: Option<Reporting>,
@@ -70,6 +73,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(active: Active, reporting: Option<Reporting>) -> Shared {
         Shared {
+            started: Arc::clone(&active.config),
             active: RwLock::new(Arc::new(active)),
             reporting,
             inflight: watch::Sender::new(0),
