@@ -35,9 +35,7 @@ use toml::{Spanned, Value};
 #[cfg(test)]
 mod tests;
 
-/// Where the daemon looks for its configuration by default (where the
-/// Debian package installs it).
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/dmarc-milter/dmarc-milter.toml";
+pub use crate::cli::DEFAULT_CONFIG_PATH;
 
 /// Every key the file may hold. README.md and the sample configuration
 /// document each one (a test checks the sample mentions them all).
@@ -647,6 +645,26 @@ impl Config {
         self.path
             .as_ref()
             .map_or_else(|| "configuration".to_string(), |p| p.display().to_string())
+    }
+
+    /// The authserv-id of a message: `authserv_id` when configured, else
+    /// the MTA's host name (`macro_j`, Postfix's `$myhostname`) when it is
+    /// usable, else this host's name.
+    pub fn authserv_id_for(&self, macro_j: Option<&str>) -> String {
+        if let Some(id) = &self.authserv_id {
+            return id.clone();
+        }
+        match macro_j {
+            Some(j) if valid_authserv_id(j) => j.to_ascii_lowercase(),
+            Some(j) => {
+                tracing::warn!(
+                    "the MTA's host name (macro j) {:?} is not usable as authserv-id; set authserv_id",
+                    j
+                );
+                self.verifier.authserv_id.clone()
+            }
+            None => self.verifier.authserv_id.clone(),
+        }
     }
 
     /// True when `ip` is in `ignore_hosts` (or `ignore_hosts_file`).

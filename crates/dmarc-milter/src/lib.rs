@@ -40,6 +40,7 @@
 
 mod actions;
 mod callbacks;
+pub mod cli;
 pub mod config;
 pub mod decision;
 mod message;
