@@ -16,7 +16,7 @@ mod cli;
 use clap::CommandFactory;
 use clap_mangen::Man;
 use roff::{bold, roman, Roff};
-use std::{env, fs, io, path::PathBuf};
+use std::{env, fs, io, io::Write, path::PathBuf};
 
 /// The manual's title line: source and manual name.
 const SOURCE: &str = concat!("dmarc-milter ", env!("CARGO_PKG_VERSION"));
@@ -34,15 +34,29 @@ fn main() -> io::Result<()> {
     let sample = fs::read_to_string("dmarc-milter.toml")?;
     fs::write(man.join("dmarc-milter.toml.5"), config_page(&sample))?;
 
-    // $OUT_DIR is <target>/<profile>/build/<package>-<hash>/out.
+    // $OUT_DIR is <target>/<profile>/build/<package>-<hash>/out. Each page
+    // as it is (for `man -l`) and compressed for the package (Debian
+    // policy 12.1; cargo-deb compresses only files it did not see built).
     if let Some(profile_dir) = out_dir.ancestors().nth(3) {
         let dest = profile_dir.join("man");
         fs::create_dir_all(&dest)?;
         for page in ["dmarc-milter.8", "dmarc-check.1", "dmarc-milter.toml.5"] {
-            fs::copy(man.join(page), dest.join(page))?;
+            let text = fs::read(man.join(page))?;
+            fs::write(dest.join(page), &text)?;
+            fs::write(dest.join(format!("{page}.gz")), gzip(&text)?)?;
         }
     }
     Ok(())
+}
+
+/// gzip -9n: best compression, no file name or time stamp, so that the
+/// package builds reproducibly.
+fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data)?;
+    encoder.finish()
 }
 
 /// The sections clap_mangen renders for a command, in order.

@@ -21,6 +21,7 @@
 use clap::{error::ErrorKind, Parser};
 use dmarc_milter::{
     cli::{CheckArgs, EXIT_CONFIG},
+    config::ConfigErrorKind,
     decision::{decide_saved, Action, Checked, Context, Decision},
     Config,
 };
@@ -134,9 +135,13 @@ async fn run(args: &CheckArgs) -> Result<String, Failure> {
         // Postfix offers the quarantine action.
         can_quarantine: true,
     };
-    let verifier = config
-        .verifier()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let verifier = config.verifier().map_err(|e| match &e.kind {
+        // No resolver (no /etc/resolv.conf): the check cannot run.
+        ConfigErrorKind::Library(dmarc_verifier::Error::Resolver(_)) => {
+            Failure::Runtime(e.to_string())
+        }
+        _ => Failure::Usage(e.to_string()),
+    })?;
     let decision = decide_saved(&config, &verifier, &context, &message).await;
     let report = Report {
         args,
