@@ -436,3 +436,41 @@ fn reporting_settings() {
         }
     }
 }
+
+/// The packaged units let the service write where the documented
+/// configuration puts the report store (issue 14, bug 1: under
+/// `ProtectSystem=strict` without `StateDirectory=` the store was
+/// read-only and the service stopped).
+#[test]
+fn packaged_units_give_the_report_store_a_writable_directory() {
+    let sample = repo_file("dmarc-milter.toml");
+    let store = sample
+        .lines()
+        .filter_map(|line| line.strip_prefix("#report_store = \""))
+        .find(|rest| rest.starts_with('/'))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the documented SQLite report_store");
+    for unit in [
+        "debian/dmarc-milter.service",
+        "debian/dmarc-milter-report.service",
+        "debian/dmarc-milter-failure-report.service",
+    ] {
+        let text = repo_file(unit);
+        let settings: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(settings.contains(&"ProtectSystem=strict"), "{unit}");
+        assert!(settings.contains(&"User=dmarc-milter"), "{unit}");
+        let state = settings
+            .iter()
+            .find_map(|l| l.strip_prefix("StateDirectory="))
+            .unwrap_or_else(|| panic!("{unit} has no StateDirectory="));
+        assert!(
+            Path::new(store).starts_with(Path::new("/var/lib").join(state)),
+            "{unit}: {store} is not in /var/lib/{state}"
+        );
+    }
+    let milter = repo_file("debian/dmarc-milter.service");
+    assert!(milter.contains("\nRuntimeDirectory=dmarc-milter\n"));
+    assert!(milter.contains("\nSyslogIdentifier=dmarc-milter\n"));
+    assert!(milter.contains("\nSyslogFacility=mail\n"));
+    assert!(milter.contains("ExecStart=/usr/sbin/dmarc-milter\n"));
+}
