@@ -35,7 +35,6 @@
 //! `check-eml: <file>: <what is wrong>`.
 
 mod args;
-mod envelope;
 mod json;
 mod message;
 mod text;
@@ -44,9 +43,9 @@ use args::Args;
 use clap::{error::ErrorKind, Parser};
 use dmarc_verifier::{
     dns::zone::{Zone, ZoneError},
+    envelope::{Inferred, KnownEnvelope},
     DiscoveryMethod, DnsConfig, Error, Nameservers, Verdict, Verifier, VerifierConfig,
 };
-use envelope::Inferred;
 use std::{io::Write, process::ExitCode};
 use test_dns::TestDns;
 
@@ -167,7 +166,12 @@ async fn run(args: &Args) -> Result<String, Failure> {
         None => None,
     };
     let message = message::read(&args.file).map_err(Failure::Usage)?;
-    let inferred = envelope::infer(args, &message);
+    let known = KnownEnvelope {
+        client_ip: args.client_ip,
+        helo: args.helo.clone(),
+        mail_from: args.mail_from.clone(),
+    };
+    let inferred = dmarc_verifier::envelope::infer(&message.saved, &known);
 
     // The in-process server must outlive the verification.
     let server = match zone {
@@ -197,17 +201,21 @@ async fn run(args: &Args) -> Result<String, Failure> {
     let verdict = match args.pct_draw {
         Some(draw) => {
             verifier
-                .verify_with_draw(&inferred.envelope, &message.raw, draw)
+                .verify_with_draw(&inferred.envelope, &message.saved.raw, draw)
                 .await
         }
-        None => verifier.verify(&inferred.envelope, &message.raw).await,
+        None => {
+            verifier
+                .verify(&inferred.envelope, &message.saved.raw)
+                .await
+        }
     };
     drop(server);
 
     let report = Report {
         name: &message.name,
         inferred: &inferred,
-        message_notes: &message.notes,
+        message_notes: &message.saved.notes,
         verdict: &verdict,
         discovery,
         explain: args.explain,

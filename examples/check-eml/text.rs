@@ -2,10 +2,10 @@
 //! the envelope used, notes, the Authentication-Results header and, with
 //! `--explain`, the decision trail.
 
-use crate::{envelope::Inferred, Report};
+use crate::Report;
 use dmarc_verifier::{
-    alignment::Alignment, DkimCheck, DkimResult, DmarcResult, Evaluation, SpfCheck, SpfResult,
-    SpfScope,
+    alignment::Alignment, envelope::Inferred, DkimCheck, DkimResult, DmarcResult, Evaluation,
+    SpfCheck, SpfResult, SpfScope,
 };
 use std::{fmt::Write as _, net::IpAddr};
 

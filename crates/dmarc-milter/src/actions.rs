@@ -7,20 +7,22 @@ use indymilter::{ContextActions, SetErrorReply, SmtpReply, Status};
 
 /// The end of a message, decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outcome {
+pub struct Outcome {
     /// Indices (1-based, among Authentication-Results fields) to delete,
     /// highest first.
-    pub(crate) delete: Vec<i32>,
+    pub delete: Vec<i32>,
     /// Our Authentication-Results value as the library formats it:
-    /// starting with the authserv-id, folded with LF and a tab.
-    pub(crate) auth_results: String,
+    /// starting with the authserv-id, folded with LF and a tab. `None`:
+    /// no header is added (mail not checked, `add_header_to_skipped =
+    /// false`).
+    pub auth_results: Option<String>,
     /// What happens to the message.
-    pub(crate) action: Action,
+    pub action: Action,
 }
 
 /// What happens to a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
+pub enum Action {
     /// Deliver.
     Accept,
     /// Deliver to the hold queue (milter quarantine) with this reason.
@@ -44,11 +46,38 @@ pub(crate) fn header_value(value: &str, leading_space: bool) -> String {
     }
 }
 
+impl Action {
+    /// `accept`, `quarantine`, `reject` or `tempfail`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Hold(_) => "quarantine",
+            Action::Reject(_) => "reject",
+            Action::Tempfail(_) => "tempfail",
+        }
+    }
+
+    /// The SMTP reply of a refused message: `550 5.7.1 <text>` or `451
+    /// 4.7.5 <text>`; `None` for a delivered one.
+    pub fn smtp_reply(&self) -> Option<String> {
+        match self {
+            Action::Reject(text) => Some(format!("{REJECT_CODE} {REJECT_STATUS} {text}")),
+            Action::Tempfail(text) => Some(format!("{TEMPFAIL_CODE} {TEMPFAIL_STATUS} {text}")),
+            Action::Accept | Action::Hold(_) => None,
+        }
+    }
+}
+
+const REJECT_CODE: &str = "550";
+const REJECT_STATUS: &str = "5.7.1";
+const TEMPFAIL_CODE: &str = "451";
+const TEMPFAIL_STATUS: &str = "4.7.5";
+
 /// Carries out `outcome` and returns the status to send.
 ///
 /// For a delivered message (accept, hold) the forged fields are deleted in
-/// reverse index order before our field is inserted at index 0. A refused
-/// message is not changed: the MTA discards it.
+/// reverse index order before our field, if any, is inserted at index 0.
+/// A refused message is not changed: the MTA discards it.
 ///
 /// # Errors
 ///
@@ -62,11 +91,11 @@ pub(crate) async fn apply(
 ) -> Result<Status, Error> {
     match &outcome.action {
         Action::Reject(text) => {
-            reply.set_error_reply("550", Some("5.7.1"), [text.as_str()])?;
+            reply.set_error_reply(REJECT_CODE, Some(REJECT_STATUS), [text.as_str()])?;
             return Ok(Status::Reject);
         }
         Action::Tempfail(text) => {
-            reply.set_error_reply("451", Some("4.7.5"), [text.as_str()])?;
+            reply.set_error_reply(TEMPFAIL_CODE, Some(TEMPFAIL_STATUS), [text.as_str()])?;
             return Ok(Status::Tempfail);
         }
         Action::Accept | Action::Hold(_) => {}
@@ -76,13 +105,11 @@ pub(crate) async fn apply(
             .change_header(AUTH_RESULTS, index, None::<&str>)
             .await?;
     }
-    actions
-        .insert_header(
-            0,
-            AUTH_RESULTS,
-            header_value(&outcome.auth_results, leading_space),
-        )
-        .await?;
+    if let Some(auth_results) = &outcome.auth_results {
+        actions
+            .insert_header(0, AUTH_RESULTS, header_value(auth_results, leading_space))
+            .await?;
+    }
     if let Action::Hold(reason) = &outcome.action {
         actions.quarantine(reason.as_str()).await?;
     }

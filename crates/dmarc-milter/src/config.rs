@@ -9,7 +9,8 @@
 //! to a default.
 //!
 //! Every key, its default and its meaning are listed in the crate's
-//! README.md and in `examples/dmarc-milter.toml`.
+//! README.md and in `dmarc-milter.toml`, the documented configuration the
+//! Debian package installs (and `dmarc-milter.toml(5)` is generated from).
 
 use crate::socket::SocketSpec;
 use dmarc_report::{
@@ -34,8 +35,7 @@ use toml::{Spanned, Value};
 #[cfg(test)]
 mod tests;
 
-/// Where the daemon looks for its configuration by default.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/dmarc-milter.toml";
+pub use crate::cli::DEFAULT_CONFIG_PATH;
 
 /// Every key the file may hold. README.md and the sample configuration
 /// document each one (a test checks the sample mentions them all).
@@ -74,6 +74,8 @@ pub const KEYS: &[&str] = &[
     "skip_authenticated",
     "ignore_hosts",
     "ignore_from_domains",
+    "ignore_hosts_file",
+    "add_header_to_skipped",
     "report_store",
     "report_queue_size",
     "report_no_policy",
@@ -163,6 +165,78 @@ impl DomainPattern {
     }
 }
 
+/// The clients whose mail is not checked (`ignore_hosts` and the lines of
+/// `ignore_hosts_file`), as OpenDMARC's `IgnoreHosts`: addresses and
+/// networks, and host names matched against the client's name as the MTA
+/// verified it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostList {
+    /// Addresses and networks.
+    pub nets: Vec<IpNet>,
+    /// Host names: `mail.example.com` that name, `.example.com` every name
+    /// below it.
+    pub names: Vec<DomainPattern>,
+}
+
+impl HostList {
+    /// True when the client is in the list: its address in one of the
+    /// networks (an IPv4-mapped IPv6 address counts as the IPv4 address),
+    /// or its name matching one of the names.
+    ///
+    /// `name` is the client's host name as the MTA gives it at CONNECT.
+    /// Postfix gives a name only when it is verified (the reverse lookup of
+    /// the address and the forward lookup of that name agree), otherwise
+    /// `unknown`; Sendmail gives `[IP]` without a reverse name. Neither
+    /// matches a name in the list, so an unverified PTR record cannot make
+    /// a client ignored.
+    pub fn contains(&self, ip: Option<IpAddr>, name: &str) -> bool {
+        let by_address = ip.is_some_and(|ip| {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            self.nets.iter().any(|net| net.contains(&ip))
+        });
+        by_address || self.contains_name(name)
+    }
+
+    fn contains_name(&self, name: &str) -> bool {
+        if self.names.is_empty() || name.eq_ignore_ascii_case("unknown") {
+            return false;
+        }
+        let name = name.strip_suffix('.').unwrap_or(name);
+        normalize_domain(name)
+            .is_ok_and(|name| self.names.iter().any(|pattern| pattern.matches(&name)))
+    }
+
+    /// Adds one entry: an address (`192.0.2.1`, `2001:db8::1`), a network
+    /// (`192.0.2.0/24`, also Postfix's `[2001:db8::]/32`), or a host name
+    /// (`mail.example.com`, `.example.com`). `None` for anything else,
+    /// including Postfix's placeholder `unknown`.
+    fn push(&mut self, entry: &str) -> Option<()> {
+        if let Some(net) = parse_net(entry) {
+            self.nets.push(net);
+            return Some(());
+        }
+        if entry.eq_ignore_ascii_case("unknown") || entry.eq_ignore_ascii_case(".unknown") {
+            return None;
+        }
+        let pattern = parse_domain_pattern(entry)?;
+        let (DomainPattern::Exact(name) | DomainPattern::Below(name)) = &pattern;
+        // A mistyped address (192.0.2.300) is not a host name: no top-level
+        // domain is all digits (RFC 3696 §2).
+        if name
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return None;
+        }
+        self.names.push(pattern);
+        Some(())
+    }
+}
+
 /// What a failure report carries of the original message (RFC 9991 §5:
 /// privacy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -245,10 +319,16 @@ pub struct Config {
     pub tempfail_text: String,
     /// Skip DMARC for SMTP-authenticated clients (`{auth_authen}` set).
     pub skip_authenticated: bool,
-    /// Clients whose mail is not checked.
-    pub ignore_hosts: Vec<IpNet>,
+    /// Clients whose mail is not checked (`ignore_hosts`, then the lines
+    /// of `ignore_hosts_file`, read again on every reload).
+    pub ignore_hosts: HostList,
     /// Author Domains whose mail is not checked.
     pub ignore_from_domains: Vec<DomainPattern>,
+    /// Give mail that is not checked (authenticated, ignored client or
+    /// From domain) our Authentication-Results with `dmarc=none` and the
+    /// reason (`add_header_to_skipped`, default false: no header, as
+    /// OpenDMARC; forged headers are removed either way).
+    pub add_header_to_skipped: bool,
     /// Reporting, when `report_store` is set.
     pub reporting: Option<ReportingConfig>,
 }
@@ -486,26 +566,31 @@ impl Config {
             .unwrap_or(DEFAULT_TEMPFAIL_TEXT.into());
         let skip_authenticated = raw.boolean("skip_authenticated")?.unwrap_or(true);
 
-        let ignore_hosts = match raw.take("ignore_hosts") {
+        let mut ignore_hosts = match raw.take("ignore_hosts") {
             Some(entry) => {
-                let expected = "a list of addresses or networks such as \"192.0.2.0/24\"";
+                let expected = "a list of addresses, networks such as \"192.0.2.0/24\" or host names such as \"mail.example.com\" or \".example.com\"";
                 let Value::Array(items) = &entry.value else {
                     return Err(raw.invalid(&entry, "ignore_hosts", expected));
                 };
-                let mut nets = Vec::new();
+                let mut hosts = HostList::default();
                 for item in items {
-                    match item.as_str().and_then(parse_net) {
-                        Some(net) => nets.push(net),
-                        None => {
-                            return Err(raw.invalid_item(&entry, item, "ignore_hosts", expected))
-                        }
+                    if item.as_str().and_then(|text| hosts.push(text)).is_none() {
+                        return Err(raw.invalid_item(&entry, item, "ignore_hosts", expected));
                     }
                 }
-                nets
+                hosts
             }
             None => default_ignore_hosts(),
         };
         let ignore_from_domains = raw.domain_patterns("ignore_from_domains")?;
+        if let Some(entry) = raw.take("ignore_hosts_file") {
+            let text = raw.string(&entry, "ignore_hosts_file", "an absolute file name")?;
+            if !text.starts_with('/') {
+                return Err(raw.invalid(&entry, "ignore_hosts_file", "an absolute file name"));
+            }
+            read_hosts_file(Path::new(&text), &mut ignore_hosts)?;
+        }
+        let add_header_to_skipped = raw.boolean("add_header_to_skipped")?.unwrap_or(false);
 
         let reporting = build_reporting(&mut raw, &verifier)?;
 
@@ -530,6 +615,7 @@ impl Config {
             skip_authenticated,
             ignore_hosts,
             ignore_from_domains,
+            add_header_to_skipped,
             reporting,
         };
         config
@@ -561,14 +647,36 @@ impl Config {
             .map_or_else(|| "configuration".to_string(), |p| p.display().to_string())
     }
 
-    /// True when `ip` is in `ignore_hosts`.
+    /// The authserv-id of a message: `authserv_id` when configured, else
+    /// the MTA's host name (`macro_j`, Postfix's `$myhostname`) when it is
+    /// usable, else this host's name.
+    pub fn authserv_id_for(&self, macro_j: Option<&str>) -> String {
+        if let Some(id) = &self.authserv_id {
+            return id.clone();
+        }
+        match macro_j {
+            Some(j) if valid_authserv_id(j) => j.to_ascii_lowercase(),
+            Some(j) => {
+                tracing::warn!(
+                    "the MTA's host name (macro j) {:?} is not usable as authserv-id; set authserv_id",
+                    j
+                );
+                self.verifier.authserv_id.clone()
+            }
+            None => self.verifier.authserv_id.clone(),
+        }
+    }
+
+    /// True when `ip` is in `ignore_hosts` (or `ignore_hosts_file`).
     pub fn is_ignored_host(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            // An IPv4-mapped IPv6 address is the IPv4 client.
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.ignore_hosts.iter().any(|net| net.contains(&ip))
+        self.ignore_hosts.contains(Some(ip), "")
+    }
+
+    /// True when the client, by its address or by the host name the MTA
+    /// verified for it, is in `ignore_hosts` (or `ignore_hosts_file`): see
+    /// [`HostList::contains`].
+    pub fn is_ignored_client(&self, ip: Option<IpAddr>, name: &str) -> bool {
+        self.ignore_hosts.contains(ip, name)
     }
 
     /// True when every Author Domain matches `ignore_from_domains`.
@@ -720,11 +828,44 @@ fn build_reporting(
 }
 
 /// `ignore_hosts` by default: the loopback networks.
-fn default_ignore_hosts() -> Vec<IpNet> {
-    ["127.0.0.0/8", "::1/128"]
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
+fn default_ignore_hosts() -> HostList {
+    HostList {
+        nets: ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        names: Vec::new(),
+    }
+}
+
+/// Adds the entries of `ignore_hosts_file` to `hosts`: one address,
+/// network or host name per line; `#` starts a comment, blank lines are
+/// skipped. The file is read at start and on every reload.
+fn read_hosts_file(path: &Path, hosts: &mut HostList) -> Result<(), ConfigError> {
+    let file = path.display().to_string();
+    let text = fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: None,
+        kind: ConfigErrorKind::Read(e),
+    })?;
+    for (index, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or_default().trim();
+        if entry.is_empty() {
+            continue;
+        }
+        if hosts.push(entry).is_none() {
+            return Err(ConfigError {
+                file,
+                line: Some(index + 1),
+                kind: ConfigErrorKind::InvalidValue {
+                    key: "ignore_hosts_file",
+                    value: entry.to_string(),
+                    expected: "one address, network such as 192.0.2.0/24 or host name such as mail.example.com or .example.com per line",
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The same rule as the library's: no spaces, controls or `;`.
@@ -745,7 +886,19 @@ fn parse_nameserver(text: &str) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, 53))
 }
 
+/// `192.0.2.0/24`, `192.0.2.1`, `2001:db8::/32`, `2001:db8::1`, and
+/// Postfix's `mynetworks` notation for IPv6: `[2001:db8::]/32`, `[::1]`.
 fn parse_net(text: &str) -> Option<IpNet> {
+    let text = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (address, length) = rest.split_once(']')?;
+            if !(length.is_empty() || length.starts_with('/')) {
+                return None;
+            }
+            return parse_net(&format!("{address}{length}"));
+        }
+        None => text,
+    };
     if let Ok(net) = text.parse::<IpNet>() {
         return Some(net.trunc());
     }

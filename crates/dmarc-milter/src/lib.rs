@@ -40,7 +40,9 @@
 
 mod actions;
 mod callbacks;
+pub mod cli;
 pub mod config;
+pub mod decision;
 mod message;
 pub mod reporting;
 mod session;
@@ -163,7 +165,8 @@ impl Reloader {
 
 /// Reads the configuration file again; keeps the old configuration when the
 /// new one is refused. Settings of the socket and the process need a
-/// restart.
+/// restart: a warning names each one that differs from what the process
+/// started with (not from the last reload, so reverting one is silent).
 fn reload(shared: &Shared) -> Result<(), ConfigError> {
     let old = shared.active();
     let Some(path) = old.config.path.clone() else {
@@ -176,15 +179,16 @@ fn reload(shared: &Shared) -> Result<(), ConfigError> {
         });
     };
     let new = Config::from_file(&path)?;
+    let started = &shared.started;
     let restart_only = [
-        ("socket", old.config.socket != new.socket),
-        ("socket_mode", old.config.socket_mode != new.socket_mode),
+        ("socket", started.socket != new.socket),
+        ("socket_mode", started.socket_mode != new.socket_mode),
         (
             "max_connections",
-            old.config.max_connections != new.max_connections,
+            started.max_connections != new.max_connections,
         ),
-        ("log_level", old.config.log_level != new.log_level),
-        ("report_store", old.config.reporting != new.reporting),
+        ("log_level", started.log_level != new.log_level),
+        ("report_store", started.reporting != new.reporting),
     ];
     let active = Active::new(new)?;
     shared.replace(active);

@@ -14,55 +14,17 @@
     clippy::panic
 )]
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use dmarc_milter::{
-    config::DEFAULT_CONFIG_PATH,
+    cli::{MilterArgs as Args, MilterCommand as Command, EXIT_CONFIG},
     reload_channel,
     reporting::{run_reports, ReportRun},
     Config, MilterListener,
 };
 use dmarc_report::run::{previous_utc_day, utc_day};
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, process::ExitCode};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
-
-/// DMARC milter for Postfix: checks inbound mail against the sender's DMARC
-/// policy, removes forged Authentication-Results and adds its own.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// The configuration file.
-    #[arg(short, long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// Check the configuration (and load the Public Suffix List), print the
-    /// outcome and exit: 0 when it is good, 2 when it is not.
-    #[arg(long)]
-    check_config: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Make the DMARC aggregate reports (RFC 9990) of one UTC day from the
-    /// report store, deliver pending report mail (aggregate and failure
-    /// reports) and purge old evaluations; print what was done. Run it from
-    /// a timer: daily for aggregate reports, more often to deliver failure
-    /// reports with `--deliver-only`. Needs `report_store`.
-    Report {
-        /// The UTC day to report, YYYY-MM-DD [default: yesterday].
-        #[arg(long, value_name = "YYYY-MM-DD")]
-        day: Option<String>,
-        /// Deliver pending mail only; make no report.
-        #[arg(long, conflicts_with_all = ["day", "no_deliver"])]
-        deliver_only: bool,
-        /// Make and queue the reports, deliver nothing.
-        #[arg(long)]
-        no_deliver: bool,
-    },
-}
-
-const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();

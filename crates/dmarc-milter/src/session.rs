@@ -9,17 +9,14 @@
 
 use crate::{
     actions::{self, Action, Outcome},
-    config::{Config, QuarantineAction},
+    config::Config,
+    decision::{self, wanted_disposition, Checked, Context, TOO_LARGE},
     message::MessageBuffer,
     reporting::MessageFacts,
     state::{Active, InflightGuard, Shared},
     Error,
 };
-use dmarc_verifier::{
-    auth_results::{self, AuthResults},
-    message::author_domains,
-    Disposition, DkimResult, DmarcResult, Enforcement, Envelope, Verdict, Verifier, VerifyOptions,
-};
+use dmarc_verifier::{message::author_domains, Disposition, Enforcement, Envelope, Verdict};
 use indymilter::{
     Actions, ContextActions, MacroStage, Macros, NegotiateContext, ProtoOpts, SmtpReply,
     SocketInfo, Status,
@@ -51,25 +48,6 @@ const NO_STAGE: ProtoOpts = ProtoOpts::NO_DATA
 const ACTIONS: Actions = Actions::ADD_HEADER
     .union(Actions::CHANGE_HEADER)
     .union(Actions::QUARANTINE);
-
-/// The reason given in our header for a message the policy was not
-/// checked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Skip {
-    Authenticated,
-    IgnoredHost,
-    IgnoredFrom,
-}
-
-impl Skip {
-    fn reason(self) -> &'static str {
-        match self {
-            Skip::Authenticated => "authenticated submission",
-            Skip::IgnoredHost => "ignored client",
-            Skip::IgnoredFrom => "ignored From domain",
-        }
-    }
-}
 
 /// One message between MAIL and its end.
 #[derive(Debug)]
@@ -321,235 +299,92 @@ impl Session {
         }
     }
 
+    /// Decides (the same code `dmarc-check` runs), records the verdict
+    /// for reports and logs the verdict line.
     async fn decide(&self, t: &Transaction, queue_id: &str) -> Result<Outcome, Error> {
         let config = &t.active.config;
-        let delete = t.buffer.deletions();
         let client = self
             .client_ip
             .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-
-        let skip = if config.skip_authenticated && t.auth_user.is_some() {
-            Some(Skip::Authenticated)
-        } else if self.client_ip.is_some_and(|ip| config.is_ignored_host(ip)) {
-            Some(Skip::IgnoredHost)
-        } else if t.buffer.headers_complete()
-            && author_domains(
-                &t.buffer.author_fields(),
-                config.verifier.max_author_domains,
-            )
-            .is_ok_and(|domains| config.is_ignored_from(&domains))
-        {
-            Some(Skip::IgnoredFrom)
-        } else {
-            None
+        let context = Context {
+            envelope: self.envelope(t),
+            client_name: self.client_name.clone(),
+            authserv_id: t.authserv_id.clone(),
+            can_quarantine: self.can_quarantine,
         };
-        if let Some(skip) = skip {
-            let from = match author_domains(
-                &t.buffer.author_fields(),
-                config.verifier.max_author_domains,
-            ) {
-                Ok(domains) => domains.join(","),
-                Err(error) => error.kind().to_string(),
-            };
-            tracing::info!(
-                queue_id = %queue_id,
-                client = %client,
-                from = %from,
-                skipped = %skip.reason(),
-                disposition = "accept",
-                "not checked"
-            );
-            return Ok(Outcome {
-                delete,
-                auth_results: single_result(&t.authserv_id, "none", skip.reason()),
-                action: Action::Accept,
-            });
-        }
-
         let verifier = t.active.verifier();
-        let envelope = self.envelope(t);
-        if t.buffer.is_truncated() {
-            return Ok(self
-                .decide_truncated(t, &verifier, &envelope, queue_id, &client, delete)
-                .await);
-        }
-        let verdict = verifier
-            .verify_with(&envelope, &t.buffer.raw(), &verify_options(t))
-            .await;
-        if let Some(reporting) = &self.shared.reporting {
+        let decision = decision::decide(config, &verifier, &context, &t.buffer).await;
+        if let (Some(reporting), Some(verdict)) =
+            (&self.shared.reporting, decision.checked.verdict())
+        {
             let raw = t.buffer.raw();
             reporting.record(
-                &verdict,
-                &envelope,
+                verdict,
+                &context.envelope,
                 &MessageFacts {
                     raw: &raw,
                     queue_id,
                 },
             );
         }
-        let action = self.action_for(&verdict, config);
-        log_verdict(queue_id, &client, &verdict, &action, config);
-        Ok(Outcome {
-            delete,
-            auth_results: verdict.authentication_results.clone(),
-            action,
-        })
-    }
-
-    /// A message over `max_message_size`: its body was not kept, so DKIM
-    /// signatures cannot be verified. SPF and DMARC are checked on what was
-    /// kept (the whole header, or, when the header section alone was over
-    /// the cap, its From field). An unsigned message gets its ordinary
-    /// verdict: From and SPF need no body. A signed one gets
-    /// `dkim=permerror reason="message too large"` for each signature and
-    /// is accepted; DMARC passes only through aligned SPF, otherwise the
-    /// result is `dmarc=none reason="message too large"`.
-    async fn decide_truncated(
-        &self,
-        t: &Transaction,
-        verifier: &Verifier,
-        envelope: &Envelope,
-        queue_id: &str,
-        client: &str,
-        delete: Vec<i32>,
-    ) -> Outcome {
-        const TOO_LARGE: &str = "message too large";
-        let config = &t.active.config;
-        tracing::warn!(
-            queue_id = %queue_id,
-            client = %client,
-            size = t.buffer.size(),
-            max_message_size = config.max_message_size,
-            "message larger than max_message_size: DKIM not verified; set max_message_size to at least Postfix's message_size_limit"
-        );
-        let verdict = verifier
-            .verify_with(envelope, &t.buffer.raw(), &verify_options(t))
-            .await;
-        if let Some(reporting) = &self.shared.reporting {
-            let raw = t.buffer.raw();
-            reporting.record(
-                &verdict,
-                envelope,
-                &MessageFacts {
-                    raw: &raw,
-                    queue_id,
-                },
-            );
-        }
-        if verdict.dkim.is_empty() && t.buffer.dkim_fields() == 0 {
-            let action = self.action_for(&verdict, config);
-            log_verdict(queue_id, client, &verdict, &action, config);
-            return Outcome {
-                delete,
-                auth_results: verdict.authentication_results.clone(),
-                action,
-            };
-        }
-        let mut ar = AuthResults::new(&t.authserv_id);
-        ar.push(auth_results::spf_resinfo(&verdict.spf));
-        for check in &verdict.dkim {
-            let mut check = check.clone();
-            check.result = DkimResult::PermError;
-            check.reason = Some(TOO_LARGE.to_string());
-            ar.push(auth_results::dkim_resinfo(&check));
-        }
-        if verdict.dkim.is_empty() {
-            // The signatures were in the part of the header not kept.
-            ar.push(format!("dkim=permerror reason=\"{TOO_LARGE}\""));
-        }
-        let spf_pass = !verdict.evaluations.is_empty()
-            && verdict
-                .evaluations
-                .iter()
-                .all(|e| e.result == DmarcResult::Pass && e.spf_aligned);
-        if spf_pass {
-            for evaluation in &verdict.evaluations {
-                ar.push(auth_results::dmarc_resinfo(evaluation));
+        match &decision.checked {
+            Checked::Skipped(skip) => {
+                let from = match author_domains(
+                    &t.buffer.author_fields(),
+                    config.verifier.max_author_domains,
+                ) {
+                    Ok(domains) => domains.join(","),
+                    Err(error) => error.kind().to_string(),
+                };
+                tracing::info!(
+                    queue_id = %queue_id,
+                    client = %client,
+                    from = %from,
+                    skipped = %skip.reason(),
+                    disposition = "accept",
+                    "not checked"
+                );
             }
-        } else {
-            ar.push(auth_results::dmarc_error_resinfo("none", TOO_LARGE));
-        }
-        tracing::info!(
-            queue_id = %queue_id,
-            client = %client,
-            from = %from_domains(&verdict),
-            spf = %verdict.spf.result.as_str(),
-            dkim = %"permerror",
-            dmarc = %if spf_pass { "pass" } else { "none" },
-            disposition = %"accept",
-            reason = %TOO_LARGE,
-            "verdict"
-        );
-        Outcome {
-            delete,
-            auth_results: ar.value(),
-            action: Action::Accept,
-        }
-    }
-
-    /// The action for a verdict's disposition.
-    fn action_for(&self, verdict: &Verdict, config: &Config) -> Action {
-        let domain = verdict
-            .decisive_evaluation()
-            .map(|e| e.author_domain.as_str());
-        match verdict.disposition {
-            Disposition::Accept => Action::Accept,
-            Disposition::Quarantine => match config.quarantine_action {
-                QuarantineAction::HeaderOnly => Action::Accept,
-                QuarantineAction::Hold if self.can_quarantine => Action::Hold(format!(
-                    "DMARC policy of {} quarantines this message",
-                    domain.unwrap_or("the From domain")
-                )),
-                QuarantineAction::Hold => {
-                    tracing::warn!("the MTA does not offer the quarantine action: message delivered with its header only");
-                    Action::Accept
+            Checked::Verified(verdict) => {
+                if t.buffer.is_truncated() {
+                    warn_too_large(t, queue_id, &client);
                 }
-            },
-            Disposition::Reject => Action::Reject(reply_text(&config.reject_text, verdict)),
-            Disposition::Tempfail => Action::Tempfail(reply_text(&config.tempfail_text, verdict)),
+                log_verdict(queue_id, &client, verdict, &decision.outcome.action, config);
+            }
+            Checked::TooLarge { verdict, spf_pass } => {
+                warn_too_large(t, queue_id, &client);
+                tracing::info!(
+                    queue_id = %queue_id,
+                    client = %client,
+                    from = %from_domains(verdict),
+                    spf = %verdict.spf.result.as_str(),
+                    dkim = %"permerror",
+                    dmarc = %if *spf_pass { "pass" } else { "none" },
+                    disposition = %"accept",
+                    reason = %TOO_LARGE,
+                    "verdict"
+                );
+            }
         }
+        Ok(decision.outcome)
     }
 }
 
-/// `reject_text` / `tempfail_text` with `{domain}` filled in; for a message
-/// without a usable From, the reason instead.
-fn reply_text(template: &str, verdict: &Verdict) -> String {
-    match (&verdict.author_domains, verdict.decisive_evaluation()) {
-        (Err(error), _) => format!("DMARC: unusable From header ({})", error.kind()),
-        (Ok(_), Some(e)) => template.replace("{domain}", &e.author_domain),
-        (Ok(_), None) => template.replace("{domain}", "the From domain"),
-    }
-}
-
-/// `authserv-id; dmarc=<result> reason="<reason>"`.
-/// This message's authserv-id goes to the verifier with the message.
-fn verify_options(t: &Transaction) -> VerifyOptions {
-    VerifyOptions {
-        authserv_id: Some(t.authserv_id.clone()),
-        draw: None,
-    }
-}
-
-fn single_result(authserv_id: &str, result: &str, reason: &str) -> String {
-    let mut ar = AuthResults::new(authserv_id);
-    ar.push(auth_results::dmarc_error_resinfo(result, reason));
-    ar.value()
+/// The warning for a message over `max_message_size`.
+fn warn_too_large(t: &Transaction, queue_id: &str, client: &str) {
+    tracing::warn!(
+        queue_id = %queue_id,
+        client = %client,
+        size = t.buffer.size(),
+        max_message_size = t.active.config.max_message_size,
+        "message larger than max_message_size: DKIM not verified; set max_message_size to at least Postfix's message_size_limit"
+    );
 }
 
 fn from_domains(verdict: &Verdict) -> String {
     match &verdict.author_domains {
         Ok(domains) => domains.join(","),
         Err(error) => error.kind().to_string(),
-    }
-}
-
-/// The disposition the policy asks for, before dry-run turned it into
-/// accept.
-fn wanted_disposition(verdict: &Verdict, config: &Config) -> Disposition {
-    match (&verdict.author_domains, verdict.decisive_evaluation()) {
-        (Err(_), _) => config.verifier.invalid_from_disposition,
-        (Ok(_), Some(e)) => e.disposition,
-        (Ok(_), None) => verdict.disposition,
     }
 }
 

@@ -3,7 +3,7 @@
 //! whether the milter is shutting down.
 
 use crate::{
-    config::{valid_authserv_id, Config, ConfigError},
+    config::{Config, ConfigError},
     reporting::Reporting,
 };
 use dmarc_verifier::Verifier;
@@ -34,20 +34,7 @@ impl Active {
     /// Our authserv-id: `authserv_id` when configured, else the MTA's host
     /// name (macro `j`), else this host's name.
     pub(crate) fn authserv_id(&self, macro_j: Option<&str>) -> String {
-        if let Some(id) = &self.config.authserv_id {
-            return id.clone();
-        }
-        match macro_j {
-            Some(j) if valid_authserv_id(j) => j.to_ascii_lowercase(),
-            Some(j) => {
-                tracing::warn!(
-                    "the MTA's host name (macro j) {:?} is not usable as authserv-id; set authserv_id",
-                    j
-                );
-                self.config.verifier.authserv_id.clone()
-            }
-            None => self.config.verifier.authserv_id.clone(),
-        }
+        self.config.authserv_id_for(macro_j)
     }
 
     /// The verifier.
@@ -60,6 +47,9 @@ impl Active {
 #[derive(Debug)]
 pub(crate) struct Shared {
     active: RwLock<Arc<Active>>,
+    /// The configuration the process started with: what the settings that
+    /// need a restart (socket, log level, report store, ...) still are.
+    pub(crate) started: Arc<Config>,
     /// Report recording, when `report_store` is set (opened once per run:
     /// changing the store needs a restart).
     pub(crate) reporting: Option<Reporting>,
@@ -70,6 +60,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(active: Active, reporting: Option<Reporting>) -> Shared {
         Shared {
+            started: Arc::clone(&active.config),
             active: RwLock::new(Arc::new(active)),
             reporting,
             inflight: watch::Sender::new(0),

@@ -34,7 +34,7 @@ fn check_config(path: &Path) -> (i32, String) {
 
 #[test]
 fn check_config_accepts_the_sample() {
-    let sample = repo().join("examples/dmarc-milter.toml");
+    let sample = repo().join("crates/dmarc-milter/dmarc-milter.toml");
     let (code, out) = check_config(&sample);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("configuration OK"), "{out}");
@@ -291,4 +291,52 @@ fn refuses_to_remove_a_file_that_is_not_a_socket() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
+}
+
+/// A reload warns about each setting that needs a restart and differs from
+/// what the process started with; after it is reverted, the next reload
+/// is silent (issue 14, bug 5).
+#[tokio::test]
+async fn reload_warns_about_restart_only_settings_until_reverted() {
+    let dir = TempDir::new("reload-revert");
+    let socket = dir.path().join("milter.sock");
+    let config = dir.path().join("dmarc-milter.toml");
+    let psl = repo().join("crates/dmarc-verifier/data/public_suffix_list.dat");
+    let text = format!(
+        "socket = \"unix:{}\"\nnameservers = [\"127.0.0.1:9\"]\npublic_suffix_list = \"{}\"\n",
+        socket.display(),
+        psl.display()
+    );
+    std::fs::write(&config, format!("{text}socket_mode = \"0660\"\n")).unwrap();
+    let mut child = spawn(&config);
+    let (log, reader) = collect_stderr(&mut child);
+    wait_until("the milter to listen", async || {
+        tokio::net::UnixStream::connect(&socket).await.is_ok()
+    })
+    .await;
+    let reloads = |log: &Arc<Mutex<String>>| {
+        log.lock()
+            .unwrap()
+            .matches("configuration reloaded")
+            .count()
+    };
+
+    std::fs::write(&config, format!("{text}socket_mode = \"0600\"\n")).unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until("the first reload", async || reloads(&log) == 1).await;
+    std::fs::write(&config, format!("{text}socket_mode = \"0660\"\n")).unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until("the second reload", async || reloads(&log) == 2).await;
+
+    signal(&child, libc::SIGTERM);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("takes effect at restart"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("socket_mode changed"), "{err}");
 }

@@ -272,10 +272,20 @@ async fn configured_authserv_id_wins_over_the_mta_name() {
     milter.stop().await.unwrap();
 }
 
+/// Mail that is not checked gets no header of ours by default (issue 14,
+/// bug 6: it would leave with outbound mail), but forged headers are
+/// still removed; `add_header_to_skipped = true` adds `dmarc=none` with
+/// the reason.
 #[tokio::test]
 async fn authenticated_submission_is_skipped_but_still_cleaned() {
     let milter = Milter::start("").await;
     let mail = Mail::example("forged.eml").prepend(AR, " mx.test.example; dmarc=pass");
+    let (actions, status) = forged(&milter, "198.51.100.200", Some("ceo"), &mail).await;
+    assert_eq!(status, Status::Accept);
+    assert_eq!(actions, vec![delete(1)]);
+    milter.stop().await.unwrap();
+
+    let milter = Milter::start("add_header_to_skipped = true").await;
     let (actions, status) = forged(&milter, "198.51.100.200", Some("ceo"), &mail).await;
     assert_eq!(status, Status::Accept);
     assert_eq!(
@@ -308,6 +318,13 @@ async fn ignored_hosts_are_skipped_but_still_cleaned() {
     let mail = Mail::example("forged.eml").prepend(AR, " mx.test.example; dmarc=pass");
     let (actions, status) = forged(&milter, "127.0.0.1", None, &mail).await;
     assert_eq!(status, Status::Accept);
+    assert_eq!(actions, vec![delete(1)]);
+    milter.stop().await.unwrap();
+
+    let milter =
+        Milter::start("ignore_hosts = [\"198.51.100.0/24\"]\nadd_header_to_skipped = true").await;
+    let (actions, status) = forged(&milter, "198.51.100.200", None, &mail).await;
+    assert_eq!(status, Status::Accept);
     assert_eq!(
         actions,
         vec![
@@ -315,28 +332,80 @@ async fn ignored_hosts_are_skipped_but_still_cleaned() {
             insert(" mx.test.example;\n\tdmarc=none reason=\"ignored client\"")
         ]
     );
+    milter.stop().await.unwrap();
+}
 
-    let milter = Milter::start("ignore_hosts = [\"198.51.100.0/24\"]").await;
-    let (actions, status) = forged(
-        &milter,
-        "198.51.100.200",
-        None,
-        &Mail::example("forged.eml"),
-    )
-    .await;
-    assert_eq!(status, Status::Accept);
-    assert_eq!(
-        actions,
-        vec![insert(
-            " mx.test.example;\n\tdmarc=none reason=\"ignored client\""
-        )]
+/// A client named in `ignore_hosts` is skipped by the name the MTA gives
+/// at CONNECT (Postfix: only a verified name); `unknown` never matches.
+#[tokio::test]
+async fn ignored_hosts_by_verified_name() {
+    let milter =
+        Milter::start("ignore_hosts = [\"relay.example.net\", \".int.example.net\"]").await;
+    let mail = Mail::example("forged.eml");
+    for (name, ignored) in [
+        ("relay.example.net", true),
+        ("mx1.int.example.net", true),
+        ("unknown", false),
+        ("relay.example.net.attacker.example", false),
+    ] {
+        let mut conn = milter
+            .connect_named("198.51.100.200", name, "unknown.example.net")
+            .await;
+        let (eom, status) = send(&mut conn, "ceo@example.com", None, &mail).await;
+        if ignored {
+            assert_eq!((status, eom.actions), (Status::Accept, vec![]), "{name}");
+        } else {
+            assert!(
+                matches!(status, Status::Reject { .. }),
+                "{name}: {status:?}"
+            );
+        }
+    }
+    milter.stop().await.unwrap();
+}
+
+/// `ignore_hosts_file` is read again on reload: a relay added to it is
+/// skipped from then on, one removed is checked again.
+#[tokio::test]
+async fn ignore_hosts_file_is_read_again_on_reload() {
+    let dir = TempDir::new("ignore-file");
+    let file = dir.path().join("ignore-hosts");
+    std::fs::write(&file, "# mynetworks\n").unwrap();
+    let extra = format!("ignore_hosts_file = \"{}\"", file.display());
+    let milter = Milter::start(&extra).await;
+    let mail = Mail::example("forged.eml");
+    let (_, status) = forged(&milter, "198.51.100.200", None, &mail).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
+
+    std::fs::write(&file, "# mynetworks\n198.51.100.0/24\n").unwrap();
+    milter.reloader.reload().await.expect("reload");
+    let (actions, status) = forged(&milter, "198.51.100.200", None, &mail).await;
+    assert_eq!((status, actions), (Status::Accept, vec![]));
+
+    std::fs::write(&file, "198.51.100.0/33\n").unwrap();
+    let error = milter.reloader.reload().await.expect_err("bad line");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{} line 1: invalid value", file.display())),
+        "{error}"
     );
+    // The running list is kept.
+    let (_, status) = forged(&milter, "198.51.100.200", None, &mail).await;
+    assert_eq!(status, Status::Accept);
+
+    std::fs::write(&file, "").unwrap();
+    milter.reloader.reload().await.expect("reload");
+    let (_, status) = forged(&milter, "198.51.100.200", None, &mail).await;
+    assert!(matches!(status, Status::Reject { .. }), "{status:?}");
     milter.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn ignored_from_domains_are_skipped() {
-    let milter = Milter::start("ignore_from_domains = [\"example.com\"]").await;
+    let milter =
+        Milter::start("ignore_from_domains = [\"example.com\"]\nadd_header_to_skipped = true")
+            .await;
     let (actions, status) = forged(
         &milter,
         "198.51.100.200",
@@ -537,4 +606,32 @@ async fn broken_peers_do_not_hurt_the_milter() {
         .await
         .expect("no message left in flight")
         .unwrap();
+}
+
+/// `dns_attempts = N` asks each question N times at most (issue 14, bug
+/// 5). It once asked N + 1 times: hickory's `ResolverOpts::attempts`
+/// counts the retries after the first try (hickory-net `RetryDnsHandle`).
+#[tokio::test]
+async fn dns_attempts_is_the_number_of_tries() {
+    for attempts in [1, 2, 3] {
+        let dns = test_dns::TestDns::start(&demo_zone()).await.unwrap();
+        let text = config_text(dns.addr(), "")
+            .replace("dns_attempts = 1", &format!("dns_attempts = {attempts}"))
+            .replace("dns_timeout = 0.5", "dns_timeout = 0.2");
+        let config = dmarc_milter::Config::parse(&text, "dmarc-milter.toml").unwrap();
+        let verifier = config.verifier().unwrap();
+        dns.set_fault("_dmarc.example.com", None, Fault::Timeout);
+        let envelope = dmarc_verifier::Envelope::new(
+            "198.51.100.200".parse().unwrap(),
+            "unknown.example.net",
+            "ceo@example.com",
+        );
+        let verdict = verifier.verify(&envelope, &example("forged.eml")).await;
+        assert_eq!(verdict.dmarc.as_str(), "temperror");
+        assert_eq!(
+            dns.query_count("_dmarc.example.com"),
+            attempts,
+            "dns_attempts = {attempts}"
+        );
+    }
 }

@@ -1,8 +1,13 @@
 //! End to end with a real Postfix (Debian's postfix package) and swaks: a
 //! private Postfix instance (its own configuration, queue and data
-//! directories under a temporary directory, smtpd on a free loopback port)
+//! directories under a temporary directory, smtpd on free loopback ports)
 //! uses the milter started in-process, with DNS from the demo zone on
 //! test-dns. Clients are given the demo addresses with XCLIENT.
+//!
+//! The instance is set up as the README says: the milter on the inbound
+//! smtpd only (`-o smtpd_milters=` in master.cf), a second smtpd (the
+//! relay port of our own hosts) without it, and `non_smtpd_milters` for
+//! local submissions.
 //!
 //! Needs root (Postfix's master runs as root and drops to `postfix`). When
 //! postfix or swaks is missing, or we are not root, the test is skipped
@@ -112,6 +117,8 @@ struct Postfix {
     dir: TempDir,
     conf: PathBuf,
     port: u16,
+    /// An smtpd without the milter, as the README's submission/relay port.
+    relay_port: u16,
 }
 
 impl Postfix {
@@ -130,6 +137,7 @@ impl Postfix {
             assert!(out.status.success(), "chown: {out:?}");
         }
         let port = free_port();
+        let relay_port = free_port();
         let root_s = root.display();
         std::fs::write(
             conf.join("main.cf"),
@@ -158,7 +166,6 @@ virtual_gid_maps = static:{gid}
 virtual_minimum_uid = 1
 maillog_file_prefixes = {root_s}
 maillog_file = {root_s}/maillog
-smtpd_milters = {milter}
 non_smtpd_milters = {milter}
 milter_protocol = 6
 milter_default_action = tempfail
@@ -170,6 +177,8 @@ milter_default_action = tempfail
             conf.join("master.cf"),
             format!(
                 "127.0.0.1:{port} inet n - n - - smtpd
+  -o smtpd_milters={milter}
+127.0.0.1:{relay_port} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -197,6 +206,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
             dir,
             conf,
             port,
+            relay_port,
         }
     }
 
@@ -255,14 +265,28 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Sends `file` with swaks, the client address set with XCLIENT.
+    /// Sends `file` with swaks to the inbound smtpd, the client address
+    /// set with XCLIENT.
     fn swaks(&self, client: &str, helo: &str, mail_from: &str, file: &Path) -> String {
+        self.swaks_to(self.port, client, "[UNAVAILABLE]", helo, mail_from, file)
+    }
+
+    /// Sends `file` with swaks to `port`, the client's address and
+    /// verified host name set with XCLIENT (`[UNAVAILABLE]`: none).
+    fn swaks_to(
+        &self,
+        port: u16,
+        client: &str,
+        name: &str,
+        helo: &str,
+        mail_from: &str,
+        file: &Path,
+    ) -> String {
         let out = run(Command::new(&self.tools.swaks)
-            .args(["--server", &format!("127.0.0.1:{}", self.port)])
+            .args(["--server", &format!("127.0.0.1:{port}")])
             .args(["--helo", helo])
             .args(["--xclient-addr", client])
-            // No reverse lookup of the demo addresses.
-            .args(["--xclient-name", "[UNAVAILABLE]"])
+            .args(["--xclient-name", name])
             .args(["--xclient-helo", helo])
             .args(["--from", mail_from])
             .args(["--to", "reader@e2e.test"])
@@ -307,7 +331,9 @@ fn header_fields(message: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postfix_end_to_end() {
     let Some(tools) = tools() else { return };
-    let milter = Milter::start("").await;
+    // A relay of ours known by name (ignore_hosts), besides loopback.
+    let milter =
+        Milter::start("ignore_hosts = [\"127.0.0.0/8\", \"::1\", \"relay.e2e.test\"]").await;
     let postfix = Postfix::create(tools, &format!("inet:{}", milter.addr));
     postfix.start().await;
     let work = TempDir::new("e2e-mail");
@@ -409,7 +435,8 @@ async fn postfix_end_to_end() {
 
     // 5. Local submission (sendmail, non_smtpd_milters): Postfix presents
     //    it as coming from 127.0.0.1, an ignored host by default; a forged
-    //    header is still removed.
+    //    header is still removed, and none of ours is added
+    //    (add_header_to_skipped = false: it would leave with outbound mail).
     let local = format!(
         "Authentication-Results: {MYHOSTNAME}; dmarc=pass\nFrom: root@e2e.test\nTo: reader@e2e.test\nSubject: local\n\nHello.\n"
     );
@@ -440,13 +467,66 @@ async fn postfix_end_to_end() {
         .into_iter()
         .filter(|f| f.starts_with("Authentication-Results"))
         .collect();
-    assert_eq!(
-        ar,
-        vec![format!(
-            "Authentication-Results: {MYHOSTNAME};\n\tdmarc=none reason=\"ignored client\""
-        )],
-        "{third}"
+    assert_eq!(ar, Vec::<String>::new(), "{third}");
+
+    // 6. Our own hosts' outbound mail, in the README's two safe setups.
+    //    a) Through the smtpd without the milter: mail of example.com from
+    //       a host outside example.com's SPF, which port 25 rejects, is
+    //       relayed untouched.
+    let out = postfix.swaks_to(
+        postfix.relay_port,
+        "198.51.100.200",
+        "[UNAVAILABLE]",
+        "unknown.example.net",
+        "ceo@example.com",
+        &forged,
     );
+    assert!(out.contains("250 2.0.0 Ok: queued"), "swaks:\n{out}");
+    //    b) Through port 25 from a relay in ignore_hosts by its name as
+    //       Postfix verified it: not checked, no header of ours, the forged
+    //       one removed.
+    let relayed = format!(
+        "Authentication-Results: {MYHOSTNAME}; dmarc=pass\n{}",
+        String::from_utf8(example("forged.eml")).expect("utf-8")
+    );
+    let relayed_file = work.path().join("relayed.eml");
+    std::fs::write(
+        &relayed_file,
+        relayed.replace("Subject:", "X-Relayed: yes\nSubject:"),
+    )
+    .expect("write");
+    let out = postfix.swaks_to(
+        postfix.port,
+        "198.51.100.200",
+        "relay.e2e.test",
+        "relay.e2e.test",
+        "ceo@example.com",
+        &relayed_file,
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued"), "swaks:\n{out}");
+    wait_until("the relayed deliveries", async || {
+        postfix.delivered().len() == 5
+    })
+    .await;
+    let relayed = postfix
+        .delivered()
+        .into_iter()
+        .map(|p| std::fs::read_to_string(p).expect("read"))
+        .find(|m| m.contains("X-Relayed: yes"))
+        .expect("relayed message delivered");
+    let ar: Vec<String> = header_fields(&relayed)
+        .into_iter()
+        .filter(|f| f.starts_with("Authentication-Results"))
+        .collect();
+    assert_eq!(ar, Vec::<String>::new(), "{relayed}");
+    //    The same relay without its name (unverified) is checked: 550.
+    let out = postfix.swaks(
+        "198.51.100.200",
+        "relay.e2e.test",
+        "ceo@example.com",
+        &forged,
+    );
+    assert!(out.contains("<** 550 5.7.1"), "swaks:\n{out}");
 
     // The milter never failed Postfix: milter_default_action never applied.
     let log = postfix.maillog();

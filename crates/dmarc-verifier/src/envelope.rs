@@ -1,4 +1,15 @@
-//! The SMTP envelope of a message.
+//! The SMTP envelope of a message, and reading it back from a saved
+//! message: [`SavedMessage`] splits a message file into its header fields,
+//! [`infer`] takes MAIL FROM from `Return-Path` and the client's address
+//! and HELO name from the topmost `Received` field, for the values the
+//! caller does not know. `check-eml` and `dmarc-check` both read messages
+//! this way.
+
+mod infer;
+mod saved;
+
+pub use infer::{infer, parse_received, Inferred, KnownEnvelope, ReceivedFrom, Source};
+pub use saved::{HeaderField, NotAMessage, SavedMessage};
 
 use std::net::IpAddr;
 

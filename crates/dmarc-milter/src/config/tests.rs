@@ -30,6 +30,7 @@ fn defaults() {
     assert!(config.is_ignored_host("::ffff:127.0.0.2".parse().unwrap()));
     assert!(!config.is_ignored_host("192.0.2.1".parse().unwrap()));
     assert!(config.ignore_from_domains.is_empty());
+    assert!(!config.add_header_to_skipped);
     // The library's defaults, but the trail: the milter never reads it.
     let library = VerifierConfig {
         trail: false,
@@ -174,7 +175,7 @@ fn errors_name_the_file_line_key_and_value() {
         ),
         (
             "ignore_hosts = [\"192.0.2.0/33\"]\n",
-            "dmarc-milter.toml line 1: invalid value \"192.0.2.0/33\" for ignore_hosts (expected a list of addresses or networks such as \"192.0.2.0/24\")",
+            "dmarc-milter.toml line 1: invalid value \"192.0.2.0/33\" for ignore_hosts (expected a list of addresses, networks such as \"192.0.2.0/24\" or host names such as \"mail.example.com\" or \".example.com\")",
         ),
         (
             "ignore_from_domains = [\"exa mple.com\"]\n",
@@ -225,22 +226,154 @@ fn sizes_and_modes() {
     assert!(mode("\"rw-rw----\"").is_err());
 }
 
-/// The sample file parses, and it and the README document every key.
+/// The keys the documented configuration shows, set or commented out:
+/// every line `key = value` or `#key = value`.
+fn documented_keys(sample: &str) -> std::collections::BTreeSet<String> {
+    sample
+        .lines()
+        .filter_map(|line| {
+            let line = line.strip_prefix('#').unwrap_or(line);
+            let (key, _) = line.split_once(" = ")?;
+            key.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                .then(|| key.to_string())
+        })
+        .collect()
+}
+
+/// The documented configuration (the package's conffile, and the source of
+/// dmarc-milter.toml(5)) parses, shows exactly the keys the daemon reads,
+/// and the README documents each.
 #[test]
 fn sample_and_readme_document_every_key() {
-    let sample = repo_file("../../examples/dmarc-milter.toml");
+    let sample = repo_file("dmarc-milter.toml");
     parse(&sample).expect("the sample configuration parses");
     let readme = repo_file("README.md");
+    let keys: std::collections::BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(documented_keys(&sample), keys, "dmarc-milter.toml");
     for key in KEYS {
-        assert!(
-            sample.contains(&format!("{key} = ")),
-            "examples/dmarc-milter.toml does not show {key}"
-        );
         assert!(
             readme.contains(&format!("`{key}`")),
             "README.md does not document {key}"
         );
     }
+}
+
+/// The packaged configuration starts in dry run (issue 14, bug 3); a file
+/// without `dry_run` enforces, as the library does.
+#[test]
+fn packaged_configuration_is_a_dry_run_and_the_default_enforces() {
+    let packaged = parse(&repo_file("dmarc-milter.toml")).unwrap();
+    assert_eq!(packaged.verifier.enforcement, Enforcement::Monitor);
+    assert_eq!(
+        parse("").unwrap().verifier.enforcement,
+        Enforcement::Enforce
+    );
+    assert_eq!(VerifierConfig::default().enforcement, Enforcement::Enforce);
+    // Apart from dry_run, the packaged file is the defaults.
+    let mut without_dry_run = packaged.clone();
+    without_dry_run.verifier.enforcement = Enforcement::Enforce;
+    assert_eq!(without_dry_run, parse("").unwrap());
+}
+
+/// `ignore_hosts` takes addresses, networks (also in Postfix's notation)
+/// and host names matched against the client's verified name (issue 14,
+/// bug 2).
+#[test]
+fn ignore_hosts_by_address_network_and_name() {
+    let config = parse(
+        r#"ignore_hosts = ["192.0.2.0/24", "[2001:db8::]/32", "[::1]", "relay.example.net", ".int.example.net"]"#,
+    )
+    .unwrap();
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    let cases: &[(Option<IpAddr>, &str, bool)] = &[
+        (ip("192.0.2.77"), "unknown", true),
+        (ip("2001:db8::25"), "", true),
+        (ip("::1"), "localhost", true),
+        (ip("::ffff:192.0.2.1"), "unknown", true),
+        (ip("198.51.100.1"), "relay.example.net", true),
+        (ip("198.51.100.1"), "RELAY.example.net.", true),
+        (ip("198.51.100.1"), "a.b.int.example.net", true),
+        (ip("198.51.100.1"), "int.example.net", false),
+        (ip("198.51.100.1"), "xrelay.example.net", false),
+        (ip("198.51.100.1"), "relay.example.net.evil.example", false),
+        (ip("198.51.100.1"), "unknown", false),
+        (ip("198.51.100.1"), "[198.51.100.1]", false),
+        (None, "relay.example.net", true),
+        (None, "", false),
+        // The loopback default is replaced by the list given.
+        (ip("127.0.0.1"), "", false),
+    ];
+    for &(ip, name, ignored) in cases {
+        assert_eq!(config.is_ignored_client(ip, name), ignored, "{ip:?} {name}");
+    }
+    for bad in [
+        "unknown",
+        ".unknown",
+        "192.0.2.300",
+        "mail example.com",
+        "[192.0.2.1]x",
+        "",
+    ] {
+        let text = format!("ignore_hosts = [{bad:?}]");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(error.contains("for ignore_hosts"), "{bad}: {error}");
+    }
+}
+
+/// `ignore_hosts_file` adds one entry per line to `ignore_hosts`, and its
+/// errors name the file and the line.
+#[test]
+fn ignore_hosts_file_adds_entries_and_names_its_lines() {
+    let dir = std::env::temp_dir().join(format!("dmarc-milter-hosts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ignore-hosts");
+    std::fs::write(
+        &file,
+        "# Postfix mynetworks\n127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128\n",
+    )
+    .unwrap();
+    let text = format!("ignore_hosts_file = \"{}\"\n", file.display());
+    let error = parse(&text).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{} line 2: invalid value \"127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128\" for ignore_hosts_file (expected one address, network such as 192.0.2.0/24 or host name such as mail.example.com or .example.com per line)",
+            file.display()
+        )
+    );
+
+    std::fs::write(
+        &file,
+        "# Postfix mynetworks, one per line\n\n10.1.0.0/16\n  [2001:db8:1::]/48  # office\nrelay.example.net\n",
+    )
+    .unwrap();
+    let config = parse(&text).unwrap();
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    assert!(config.is_ignored_client(ip("10.1.2.3"), "unknown"));
+    assert!(config.is_ignored_client(ip("2001:db8:1::9"), "unknown"));
+    assert!(config.is_ignored_client(ip("192.0.2.1"), "relay.example.net"));
+    // Added to the default loopback list.
+    assert!(config.is_ignored_client(ip("127.0.0.1"), "localhost"));
+    assert!(!config.is_ignored_client(ip("10.2.0.1"), "unknown"));
+
+    let missing = format!("ignore_hosts_file = \"{}\"\n", dir.join("nope").display());
+    let error = parse(&missing).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!(
+            "{}: cannot read the file",
+            dir.join("nope").display()
+        )),
+        "{error}"
+    );
+    let error = parse("ignore_hosts_file = \"ignore-hosts\"")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "dmarc-milter.toml line 1: invalid value \"ignore-hosts\" for ignore_hosts_file (expected an absolute file name)"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -302,4 +435,42 @@ fn reporting_settings() {
             Err(e) => assert_eq!(e.to_string(), *expected, "{text:?}"),
         }
     }
+}
+
+/// The packaged units let the service write where the documented
+/// configuration puts the report store (issue 14, bug 1: under
+/// `ProtectSystem=strict` without `StateDirectory=` the store was
+/// read-only and the service stopped).
+#[test]
+fn packaged_units_give_the_report_store_a_writable_directory() {
+    let sample = repo_file("dmarc-milter.toml");
+    let store = sample
+        .lines()
+        .filter_map(|line| line.strip_prefix("#report_store = \""))
+        .find(|rest| rest.starts_with('/'))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the documented SQLite report_store");
+    for unit in [
+        "debian/dmarc-milter.service",
+        "debian/dmarc-milter-report.service",
+        "debian/dmarc-milter-failure-report.service",
+    ] {
+        let text = repo_file(unit);
+        let settings: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(settings.contains(&"ProtectSystem=strict"), "{unit}");
+        assert!(settings.contains(&"User=dmarc-milter"), "{unit}");
+        let state = settings
+            .iter()
+            .find_map(|l| l.strip_prefix("StateDirectory="))
+            .unwrap_or_else(|| panic!("{unit} has no StateDirectory="));
+        assert!(
+            Path::new(store).starts_with(Path::new("/var/lib").join(state)),
+            "{unit}: {store} is not in /var/lib/{state}"
+        );
+    }
+    let milter = repo_file("debian/dmarc-milter.service");
+    assert!(milter.contains("\nRuntimeDirectory=dmarc-milter\n"));
+    assert!(milter.contains("\nSyslogIdentifier=dmarc-milter\n"));
+    assert!(milter.contains("\nSyslogFacility=mail\n"));
+    assert!(milter.contains("ExecStart=/usr/sbin/dmarc-milter\n"));
 }

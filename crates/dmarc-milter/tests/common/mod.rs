@@ -118,6 +118,12 @@ impl Milter {
     /// Opens an MTA connection: negotiates and sends the connect-stage
     /// macros and CONNECT, HELO as Postfix does.
     pub async fn connect(&self, client: &str, helo: &str) -> TestConnection {
+        self.connect_named(client, helo, helo).await
+    }
+
+    /// [`Milter::connect`] with the client's host name as the MTA gives it
+    /// at CONNECT (Postfix: the verified name, or `unknown`).
+    pub async fn connect_named(&self, client: &str, name: &str, helo: &str) -> TestConnection {
         let mut conn = TestConnection::configure()
             .exact_leading_space(true)
             .open_tcp(self.addr)
@@ -134,7 +140,7 @@ impl Milter {
         .await
         .expect("macros");
         let ip: std::net::IpAddr = client.parse().expect("client ip");
-        let status = conn.connect(helo, (ip, 40000)).await.expect("connect");
+        let status = conn.connect(name, (ip, 40000)).await.expect("connect");
         assert_eq!(status, Status::Noreply);
         assert_eq!(conn.helo(helo).await.expect("helo"), Status::Noreply);
         conn

@@ -1,15 +1,29 @@
-//! The SMTP envelope of a saved message: from the command line, or inferred
-//! from the headers the receiving MTA added (`Return-Path`, `Received`).
+//! The SMTP envelope of a saved message, read back from the headers the
+//! receiving MTA added: MAIL FROM from `Return-Path` (RFC 5321 §4.4), the
+//! client's address and HELO name from the `from` clause of the topmost
+//! `Received` field that is not a local re-injection. What the caller
+//! knows (the MTA log, the command line) wins over what is inferred.
 
-use crate::{args::Args, message::Message};
-use dmarc_verifier::Envelope;
+use super::{saved::SavedMessage, Envelope};
 use std::net::IpAddr;
+
+/// The envelope values the caller knows; the others are inferred.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownEnvelope {
+    /// The SMTP client's address.
+    pub client_ip: Option<IpAddr>,
+    /// The HELO/EHLO name.
+    pub helo: Option<String>,
+    /// The MAIL FROM address (angle brackets optional; empty is the null
+    /// sender).
+    pub mail_from: Option<String>,
+}
 
 /// Where an envelope value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The command line.
-    Option,
+    /// Given by the caller ([`KnownEnvelope`]).
+    Given,
     /// The `Received` header with this 1-based number, counted from the top.
     Received(usize),
     /// The `Return-Path` header.
@@ -26,14 +40,15 @@ impl Source {
         match self {
             Source::Received(_) => Some("Received"),
             Source::ReturnPath => Some("Return-Path"),
-            Source::Option | Source::Missing => None,
+            Source::Given | Source::Missing => None,
         }
     }
 
-    /// In words, for the text output.
+    /// In words, for a command-line tool's output (a value the caller
+    /// knew was given on its command line).
     pub fn describe(self) -> String {
         match self {
-            Source::Option => "given on the command line".to_string(),
+            Source::Given => "given on the command line".to_string(),
             Source::Received(1) => "inferred from the topmost Received header".to_string(),
             Source::Received(n) => format!("inferred from Received header {n} from the top"),
             Source::ReturnPath => "inferred from Return-Path".to_string(),
@@ -57,22 +72,40 @@ pub struct Inferred {
     pub notes: Vec<String>,
 }
 
-/// Builds the envelope: each value from its option, else from the headers.
+/// Builds the envelope: each value from `known`, else from the headers.
 ///
 /// The client IP and HELO come from the topmost `Received` header, skipping
 /// those written for a loopback client (a content filter such as amavis
 /// re-injecting the message); MAIL FROM from the topmost `Return-Path`.
-pub fn infer(args: &Args, message: &Message) -> Inferred {
+/// What cannot be inferred is left empty (no client IP, empty HELO, the
+/// null sender) and explained in [`Inferred::notes`].
+///
+/// # Examples
+///
+/// ```
+/// use dmarc_verifier::envelope::{infer, KnownEnvelope, SavedMessage, Source};
+/// let message = SavedMessage::parse(
+///     b"Return-Path: <bounce@example.org>\r\n\
+///       Received: from mail.example.org (mail.example.org [192.0.2.7]) by mx.example.net\r\n\
+///       From: a@example.org\r\n\r\nHi\r\n".to_vec(),
+/// ).unwrap();
+/// let inferred = infer(&message, &KnownEnvelope::default());
+/// assert_eq!(inferred.envelope.mail_from, "bounce@example.org");
+/// assert_eq!(inferred.envelope.helo, "mail.example.org");
+/// assert_eq!(inferred.envelope.client_ip, Some("192.0.2.7".parse().unwrap()));
+/// assert_eq!(inferred.client_ip, Source::Received(1));
+/// ```
+pub fn infer(message: &SavedMessage, known: &KnownEnvelope) -> Inferred {
     let mut notes = Vec::new();
     let mut envelope = Envelope::default();
 
-    let (mail_from, mail_from_source) = match &args.mail_from {
-        Some(given) => (given.clone(), Source::Option),
+    let (mail_from, mail_from_source) = match &known.mail_from {
+        Some(given) => (given.clone(), Source::Given),
         None => match message.header_values("Return-Path").next() {
             Some(value) => (value.to_string(), Source::ReturnPath),
             None => {
                 notes.push(
-                    "no Return-Path header and no --mail-from: MAIL FROM taken as the null sender <>"
+                    "no Return-Path header and no MAIL FROM given: MAIL FROM taken as the null sender <>"
                         .to_string(),
                 );
                 (String::new(), Source::Missing)
@@ -81,25 +114,25 @@ pub fn infer(args: &Args, message: &Message) -> Inferred {
     };
     envelope.mail_from = strip_angle_brackets(&mail_from).to_string();
 
-    let received = if args.client_ip.is_none() || args.helo.is_none() {
+    let received = if known.client_ip.is_none() || known.helo.is_none() {
         topmost_received(message, &mut notes)
     } else {
         None
     };
-    let (client_ip, client_ip_source) = match (args.client_ip, &received) {
-        (Some(ip), _) => (Some(ip), Source::Option),
+    let (client_ip, client_ip_source) = match (known.client_ip, &received) {
+        (Some(ip), _) => (Some(ip), Source::Given),
         (None, Some((n, from))) if from.ip.is_some() => (from.ip, Source::Received(*n)),
         (None, Some((n, _))) => {
             notes.push(format!(
-                "Received header {n} names no client address: pass --client-ip (SPF is not checked without it)"
+                "Received header {n} names no client address: give the client IP (SPF is not checked without it)"
             ));
             (None, Source::Missing)
         }
         (None, None) => (None, Source::Missing),
     };
     envelope.client_ip = client_ip;
-    let (helo, helo_source) = match (&args.helo, &received) {
-        (Some(helo), _) => (helo.clone(), Source::Option),
+    let (helo, helo_source) = match (&known.helo, &received) {
+        (Some(helo), _) => (helo.clone(), Source::Given),
         (None, Some((n, from))) => (from.helo.clone(), Source::Received(*n)),
         (None, None) => (String::new(), Source::Missing),
     };
@@ -135,14 +168,17 @@ pub struct ReceivedFrom {
 
 /// The first `Received` header from the top that can be read and is not
 /// from a loopback client, with its 1-based number.
-fn topmost_received(message: &Message, notes: &mut Vec<String>) -> Option<(usize, ReceivedFrom)> {
+fn topmost_received(
+    message: &SavedMessage,
+    notes: &mut Vec<String>,
+) -> Option<(usize, ReceivedFrom)> {
     let mut count = 0;
     for (index, value) in message.header_values("Received").enumerate() {
         count += 1;
         let number = index + 1;
         let Some(from) = parse_received(value) else {
             notes.push(format!(
-                "Received header {number} has no readable \"from HELO (name [IP])\" clause: pass --client-ip and --helo"
+                "Received header {number} has no readable \"from HELO (name [IP])\" clause: give the client IP and HELO"
             ));
             return None;
         };
@@ -155,7 +191,7 @@ fn topmost_received(message: &Message, notes: &mut Vec<String>) -> Option<(usize
     }
     if count == 0 {
         notes.push(
-            "no Received header: pass --client-ip and --helo (SPF is not checked without a client IP)"
+            "no Received header: give the client IP and HELO (SPF is not checked without a client IP)"
                 .to_string(),
         );
     } else {
@@ -248,7 +284,9 @@ mod tests {
 
     #[test]
     fn received_from_clauses() {
-        let cases: &[(&str, Option<(&str, Option<&str>)>)] = &[
+        /// A Received value and the HELO and IP expected from it.
+        type Case<'a> = (&'a str, Option<(&'a str, Option<&'a str>)>);
+        let cases: &[Case] = &[
             (
                 "from mail.example.com (mail.example.com [192.0.2.10]) by mx.example.net (Postfix) with ESMTPS id 4XyZ1abc",
                 Some(("mail.example.com", Some("192.0.2.10"))),
@@ -294,6 +332,57 @@ mod tests {
             });
             assert_eq!(got, expected, "{value}");
         }
+    }
+
+    fn message(text: &str) -> SavedMessage {
+        SavedMessage::parse(text.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn inference_skips_local_reinjection_and_yields_to_known_values() {
+        let saved = message(
+            "Return-Path: <b@example.org>\n\
+             Received: from localhost (localhost [127.0.0.1]) by mx\n\
+             Received: from mail.example.org (mail.example.org [192.0.2.7]) by mx\n\
+             From: a@example.org\n\nHi\n",
+        );
+        let inferred = infer(&saved, &KnownEnvelope::default());
+        assert_eq!(inferred.client_ip, Source::Received(2));
+        assert_eq!(inferred.helo, Source::Received(2));
+        assert_eq!(inferred.mail_from, Source::ReturnPath);
+        assert_eq!(inferred.envelope.helo, "mail.example.org");
+        assert_eq!(
+            inferred.notes,
+            ["Received header 1 is from 127.0.0.1 (a local re-injection): skipped"]
+        );
+
+        let known = KnownEnvelope {
+            client_ip: Some("198.51.100.1".parse().unwrap()),
+            helo: Some("given.example".to_string()),
+            mail_from: Some("<>".to_string()),
+        };
+        let inferred = infer(&saved, &known);
+        assert_eq!(
+            (inferred.client_ip, inferred.helo, inferred.mail_from),
+            (Source::Given, Source::Given, Source::Given)
+        );
+        assert_eq!(inferred.envelope.mail_from, "");
+        assert_eq!(inferred.envelope.helo, "given.example");
+        assert!(inferred.notes.is_empty(), "{:?}", inferred.notes);
+    }
+
+    #[test]
+    fn nothing_to_infer_from() {
+        let inferred = infer(
+            &message("From: a@example.org\n\nHi\n"),
+            &KnownEnvelope::default(),
+        );
+        assert_eq!(inferred.envelope, Envelope::default());
+        assert_eq!(
+            (inferred.client_ip, inferred.helo, inferred.mail_from),
+            (Source::Missing, Source::Missing, Source::Missing)
+        );
+        assert_eq!(inferred.notes.len(), 2, "{:?}", inferred.notes);
     }
 
     #[test]
