@@ -12,6 +12,7 @@
 //! README.md and in `dmarc-milter.toml`, the documented configuration the
 //! Debian package installs (and `dmarc-milter.toml(5)` is generated from).
 
+use crate::message::Forged;
 use crate::socket::SocketSpec;
 use dmarc_report::{
     aggregate::{ReportFormat, ReporterInfo},
@@ -46,6 +47,7 @@ pub const KEYS: &[&str] = &[
     "shutdown_timeout",
     "log_level",
     "authserv_id",
+    "authserv_id_aliases",
     "host_name",
     "nameservers",
     "dns_timeout",
@@ -305,6 +307,10 @@ pub struct Config {
     /// The configured authserv-id; `None` means: macro `j` of the MTA, else
     /// the host name (which is then `verifier.authserv_id`).
     pub authserv_id: Option<String>,
+    /// Other authserv-ids whose Authentication-Results are removed like
+    /// our own (`authserv_id_aliases`): the names of sibling MX hosts of
+    /// the same ADMD (RFC 8601 §5), which a forger may also claim.
+    pub authserv_id_aliases: Vec<String>,
     /// The verifier's settings (its `authserv_id` is the fallback id).
     pub verifier: VerifierConfig,
     /// Bytes of header and body buffered per message (`max_message_size`).
@@ -334,6 +340,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// Which incoming Authentication-Results of a message whose
+    /// authserv-id is `authserv_id` are forgeries to delete.
+    pub(crate) fn forged<'a>(&'a self, authserv_id: &'a str) -> Forged<'a> {
+        Forged {
+            authserv_id,
+            aliases: &self.authserv_id_aliases,
+            remove_all: self.remove_all_authentication_results,
+        }
+    }
+
     /// Reads and validates a configuration file.
     ///
     /// # Errors
@@ -421,6 +437,7 @@ impl Config {
             }
             None => None,
         };
+        let authserv_id_aliases = raw.authserv_ids("authserv_id_aliases")?;
         if let Some(entry) = raw.take("host_name") {
             verifier.host_name = Some(raw.string(&entry, "host_name", "a host name")?);
         }
@@ -599,6 +616,7 @@ impl Config {
         }
 
         let config = Config {
+            authserv_id_aliases,
             path: None,
             socket,
             socket_mode,
@@ -1048,6 +1066,26 @@ impl RawConfig {
 
     /// A list of domain patterns (`"example.com"`, `".example.com"`);
     /// empty when the key is absent.
+    /// A list of authserv-ids (host names without spaces or `;`).
+    fn authserv_ids(&mut self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(Vec::new());
+        };
+        let expected = "a list of host names such as [\"mx2.example.net\"]";
+        let Value::Array(items) = &entry.value else {
+            return Err(self.invalid(&entry, key, expected));
+        };
+        items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .filter(|id| valid_authserv_id(id))
+                    .map(str::to_ascii_lowercase)
+                    .ok_or_else(|| self.invalid_item(&entry, item, key, expected))
+            })
+            .collect()
+    }
+
     fn domain_patterns(&mut self, key: &'static str) -> Result<Vec<DomainPattern>, ConfigError> {
         let Some(entry) = self.take(key) else {
             return Ok(Vec::new());

@@ -178,8 +178,7 @@ pub async fn decide_saved(
             field.name.as_bytes(),
             &field.raw_value,
             true,
-            &context.authserv_id,
-            config.remove_all_authentication_results,
+            &config.forged(&context.authserv_id),
         );
     }
     let body = message.body();

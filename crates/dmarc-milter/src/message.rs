@@ -9,6 +9,32 @@ use std::borrow::Cow;
 /// The header field we write and police.
 pub const AUTH_RESULTS: &str = "Authentication-Results";
 
+/// Which incoming Authentication-Results fields are forgeries, deleted
+/// before ours is added (RFC 8601 §5).
+#[derive(Debug, Clone, Copy)]
+pub struct Forged<'a> {
+    /// This message's authserv-id.
+    pub authserv_id: &'a str,
+    /// Sibling MX hosts' ids (`authserv_id_aliases`).
+    pub aliases: &'a [String],
+    /// `remove_all_authentication_results`.
+    pub remove_all: bool,
+}
+
+impl Forged<'_> {
+    /// True when an Authentication-Results value must be deleted: every one
+    /// under `remove_all`, else one that claims our authserv-id or an alias
+    /// (even when it does not parse, RFC 8601 §5).
+    pub fn is_forged(&self, value: &str) -> bool {
+        self.remove_all
+            || claims_authserv_id(value, self.authserv_id)
+            || self
+                .aliases
+                .iter()
+                .any(|alias| claims_authserv_id(value, alias))
+    }
+}
+
 /// A message being received.
 #[derive(Debug)]
 pub(crate) struct MessageBuffer {
@@ -64,20 +90,18 @@ impl MessageBuffer {
     /// is put back. Continuation lines are separated by LF or CRLF.
     ///
     /// An Authentication-Results field is marked for deletion when
-    /// `remove_all` is set or when it claims `authserv_id` (even one that
-    /// does not parse: RFC 8601 §5).
+    /// `forged` says so (see [`Forged::is_forged`]).
     pub(crate) fn add_header(
         &mut self,
         name: &[u8],
         value: &[u8],
         leading_space: bool,
-        authserv_id: &str,
-        remove_all: bool,
+        forged: &Forged<'_>,
     ) {
         if header_name_is(name, AUTH_RESULTS) {
             self.auth_results_seen = self.auth_results_seen.saturating_add(1);
             let text = String::from_utf8_lossy(value);
-            if remove_all || claims_authserv_id(&text, authserv_id) {
+            if forged.is_forged(&text) {
                 self.delete.push(self.auth_results_seen);
             }
         }
@@ -238,12 +262,44 @@ fn push_crlf(out: &mut Vec<u8>, bytes: &[u8]) {
 mod tests {
     use super::*;
 
+    fn forged(authserv_id: &str, remove_all: bool) -> Forged<'_> {
+        Forged {
+            authserv_id,
+            aliases: &[],
+            remove_all,
+        }
+    }
+
+    #[test]
+    fn aliases_are_policed_like_our_own_id() {
+        let aliases = ["mx2.test".to_string(), "mx3.test".to_string()];
+        let policy = Forged {
+            authserv_id: "mx1.test",
+            aliases: &aliases,
+            remove_all: false,
+        };
+        for forged_value in [
+            " mx1.test; dmarc=pass",
+            " MX2.test; dmarc=pass",
+            " mx3.test. ; spf=pass",
+            " mx2.test;;; broken (((",
+        ] {
+            assert!(policy.is_forged(forged_value), "{forged_value}");
+        }
+        for kept in [
+            " mx4.test; dmarc=pass",
+            " other.example; dkim=pass header.d=mx2.test",
+        ] {
+            assert!(!policy.is_forged(kept), "{kept}");
+        }
+    }
+
     #[test]
     fn reassembles_headers_in_crlf() {
         let mut m = MessageBuffer::new(1 << 20);
-        m.add_header(b"From", b" a@example.com", true, "mx", false);
-        m.add_header(b"Subject", b"folded\n\tline", false, "mx", false);
-        m.add_header(b"X-Empty", b"", true, "mx", false);
+        m.add_header(b"From", b" a@example.com", true, &forged("mx", false));
+        m.add_header(b"Subject", b"folded\n\tline", false, &forged("mx", false));
+        m.add_header(b"X-Empty", b"", true, &forged("mx", false));
         m.add_body(b"Hi\r\nthere\n");
         assert_eq!(
             &*m.raw(),
@@ -255,13 +311,13 @@ mod tests {
     #[test]
     fn bare_line_feeds_become_crlf_across_chunks() {
         let mut m = MessageBuffer::new(1 << 20);
-        m.add_header(b"Subject", b"x", false, "mx", false);
+        m.add_header(b"Subject", b"x", false, &forged("mx", false));
         for chunk in [&b"a\nb\r"[..], b"\nc\n\n", b"\r", b"\n", b"\n"] {
             m.add_body(chunk);
         }
         assert_eq!(&*m.raw(), b"Subject: x\r\n\r\na\r\nb\r\nc\r\n\r\n\r\n\r\n");
         let mut empty = MessageBuffer::new(1 << 20);
-        empty.add_header(b"From", b" a@example.com", true, "mx", false);
+        empty.add_header(b"From", b" a@example.com", true, &forged("mx", false));
         assert_eq!(&*empty.raw(), b"From: a@example.com\r\n\r\n");
     }
 
@@ -280,13 +336,23 @@ mod tests {
             ("Authentication-Results", " mx.test; none"),
         ];
         for (name, value) in headers {
-            m.add_header(name.as_bytes(), value.as_bytes(), true, "mx.test", false);
+            m.add_header(
+                name.as_bytes(),
+                value.as_bytes(),
+                true,
+                &forged("mx.test", false),
+            );
         }
         assert_eq!(m.deletions(), vec![5, 3, 2]);
 
         let mut all = MessageBuffer::new(1 << 20);
         for (name, value) in headers {
-            all.add_header(name.as_bytes(), value.as_bytes(), true, "mx.test", true);
+            all.add_header(
+                name.as_bytes(),
+                value.as_bytes(),
+                true,
+                &forged("mx.test", true),
+            );
         }
         assert_eq!(all.deletions(), vec![5, 4, 3, 2, 1]);
     }
@@ -294,7 +360,7 @@ mod tests {
     #[test]
     fn stops_buffering_over_the_cap_but_keeps_policing() {
         let mut m = MessageBuffer::new(100);
-        m.add_header(b"From", b" a@example.com", true, "mx", false);
+        m.add_header(b"From", b" a@example.com", true, &forged("mx", false));
         m.add_body(&[b'x'; 60]);
         assert!(!m.is_truncated());
         m.add_body(&[b'x'; 60]);
@@ -304,13 +370,12 @@ mod tests {
         assert_eq!(m.size(), 18 + 4 + 1120);
 
         let mut h = MessageBuffer::new(50);
-        h.add_header(b"X-Big", &[b'y'; 60], true, "mx", false);
+        h.add_header(b"X-Big", &[b'y'; 60], true, &forged("mx", false));
         h.add_header(
             b"Authentication-Results",
             b" mx; dmarc=pass",
             true,
-            "mx",
-            false,
+            &forged("mx", false),
         );
         assert!(!h.headers_complete() && h.is_truncated());
         assert_eq!(h.deletions(), vec![1]);
@@ -322,22 +387,27 @@ mod tests {
     #[test]
     fn keeps_the_first_from_over_the_cap() {
         let mut m = MessageBuffer::new(100);
-        m.add_header(b"From", b"ceo@example.com", false, "mx", false);
-        m.add_header(b"X-Pad", &[b'p'; 200], true, "mx", false);
-        m.add_header(b"DKIM-Signature", b" v=1; d=example.com", true, "mx", false);
+        m.add_header(b"From", b"ceo@example.com", false, &forged("mx", false));
+        m.add_header(b"X-Pad", &[b'p'; 200], true, &forged("mx", false));
+        m.add_header(
+            b"DKIM-Signature",
+            b" v=1; d=example.com",
+            true,
+            &forged("mx", false),
+        );
         assert!(!m.headers_complete());
         assert_eq!(&*m.raw(), b"From: ceo@example.com\r\n\r\n");
         assert_eq!(m.author_fields(), vec![b"ceo@example.com".as_slice()]);
         assert_eq!(m.dkim_fields(), 1);
-        m.add_header(b"From", b" ceo@other.example", true, "mx", false);
+        m.add_header(b"From", b" ceo@other.example", true, &forged("mx", false));
         assert_eq!(
             &*m.raw(),
             b"From: ceo@example.com\r\nFrom: ceo@example.com\r\n\r\n"
         );
 
         let mut late = MessageBuffer::new(100);
-        late.add_header(b"X-Pad", &[b'p'; 200], true, "mx", false);
-        late.add_header(b"From", b" ceo@example.com", true, "mx", false);
+        late.add_header(b"X-Pad", &[b'p'; 200], true, &forged("mx", false));
+        late.add_header(b"From", b" ceo@example.com", true, &forged("mx", false));
         assert_eq!(&*late.raw(), b"From: ceo@example.com\r\n\r\n");
         assert_eq!(late.author_fields(), vec![b" ceo@example.com".as_slice()]);
     }

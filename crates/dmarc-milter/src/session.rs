@@ -223,13 +223,11 @@ impl Session {
     pub(crate) fn header(&mut self, name: &CStr, value: &CStr) -> Status {
         let leading_space = self.leading_space;
         if let Some(t) = self.transaction.as_mut() {
-            let remove_all = t.active.config.remove_all_authentication_results;
             t.buffer.add_header(
                 name.to_bytes(),
                 value.to_bytes(),
                 leading_space,
-                &t.authserv_id,
-                remove_all,
+                &t.active.config.forged(&t.authserv_id),
             );
         } else {
             tracing::warn!("the MTA sent a header outside a message");

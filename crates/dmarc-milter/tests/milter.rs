@@ -239,6 +239,35 @@ async fn forged_auth_results_are_deleted_in_reverse_order() {
     milter.stop().await.unwrap();
 }
 
+/// A forger may claim a sibling MX's results: `authserv_id_aliases` are
+/// removed like our own id, in every position; other ids stay.
+#[tokio::test]
+async fn forged_results_of_sibling_mx_hosts_are_deleted() {
+    let milter =
+        Milter::start("authserv_id_aliases = [\"mx2.example.net\", \"MX3.example.net\"]").await;
+    let mail = Mail::example("newsletter.eml")
+        .insert(
+            0,
+            AR,
+            " mx2.example.net; dmarc=pass header.from=example.com",
+        )
+        .insert(
+            1,
+            AR,
+            " mx4.example.net; dmarc=pass header.from=example.com",
+        )
+        .insert(3, AR, " MX3.EXAMPLE.NET.; spf=pass")
+        .insert(5, AR, " mx.test.example; dmarc=pass")
+        .insert(6, AR, " other.example; dkim=pass header.d=mx2.example.net");
+    let (actions, status) = newsletter(&milter, &mail).await;
+    assert_eq!(status, Status::Accept);
+    assert_eq!(
+        actions,
+        vec![delete(4), delete(3), delete(1), insert(NEWSLETTER_AR)]
+    );
+    milter.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn remove_all_authentication_results_at_a_border_mta() {
     let milter = Milter::start("remove_all_authentication_results = true").await;

@@ -186,6 +186,14 @@ fn errors_name_the_file_line_key_and_value() {
             "dmarc-milter.toml line 1: invalid value \"mx; dmarc=pass\" for authserv_id (expected a host name without spaces or ';')",
         ),
         (
+            "authserv_id_aliases = [\"mx2.example.net\", \"mx3 x\"]\n",
+            "dmarc-milter.toml line 1: invalid value \"mx3 x\" for authserv_id_aliases (expected a list of host names such as [\"mx2.example.net\"])",
+        ),
+        (
+            "authserv_id_aliases = \"mx2.example.net\"\n",
+            "dmarc-milter.toml line 1: invalid value \"mx2.example.net\" for authserv_id_aliases (expected a list of host names such as [\"mx2.example.net\"])",
+        ),
+        (
             "max_message_size = \"1k\"\n",
             "dmarc-milter.toml line 1: invalid value \"1k\" for max_message_size (expected a size in bytes of at least 64k, such as 67108864 or \"64M\")",
         ),
@@ -473,4 +481,15 @@ fn packaged_units_give_the_report_store_a_writable_directory() {
     assert!(milter.contains("\nSyslogIdentifier=dmarc-milter\n"));
     assert!(milter.contains("\nSyslogFacility=mail\n"));
     assert!(milter.contains("ExecStart=/usr/sbin/dmarc-milter\n"));
+}
+
+#[test]
+fn authserv_id_aliases_are_lower_case_host_names() {
+    let config =
+        parse("authserv_id_aliases = [\"MX2.example.net\", \"mx3.example.net\"]\n").unwrap();
+    assert_eq!(
+        config.authserv_id_aliases,
+        ["mx2.example.net", "mx3.example.net"]
+    );
+    assert!(parse("").unwrap().authserv_id_aliases.is_empty());
 }
