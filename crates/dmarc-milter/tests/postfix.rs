@@ -549,3 +549,170 @@ async fn postfix_end_to_end() {
     drop(postfix);
     milter.stop().await.expect("clean stop");
 }
+
+/// Another milter before ours in `smtpd_milters` that inserts header
+/// fields: an Authentication-Results of its own at the very top, one
+/// appended at the end, and an unrelated field in the middle.
+async fn start_inserting_milter() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    use indymilter::{Actions, Callbacks, ContextActions, Status};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let callbacks = Callbacks::<()>::new()
+        .on_negotiate(|cx, _, _| {
+            Box::pin(async move {
+                cx.requested_actions |= Actions::ADD_HEADER | Actions::CHANGE_HEADER;
+                Status::Continue
+            })
+        })
+        .on_eom(|cx| {
+            Box::pin(async move {
+                let actions = &cx.actions;
+                let inserted = [
+                    actions
+                        .insert_header(
+                            0,
+                            "Authentication-Results",
+                            "inserter.example; spf=pass smtp.mailfrom=example.com",
+                        )
+                        .await,
+                    actions
+                        .insert_header(3, "X-Inserted", "by the milter before ours")
+                        .await,
+                    actions
+                        .add_header("Authentication-Results", "appender.example; none")
+                        .await,
+                ];
+                if inserted.iter().any(Result::is_err) {
+                    return Status::Tempfail;
+                }
+                Status::Continue
+            })
+        });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(indymilter::run(
+        listener,
+        callbacks,
+        Default::default(),
+        stopped,
+    ));
+    (addr, stop)
+}
+
+/// Issue 11 §7: Postfix numbers the fields of `chgheader` (deletion)
+/// counting the fields other milters inserted before ours in the chain
+/// (OpenDKIM CVE-2022-48521 deleted the wrong ones). Postfix hands each
+/// milter the message as the milters before it left it, so our numbering
+/// includes their fields: exactly the forged Authentication-Results go, in
+/// every position, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_results_go_and_nothing_else_behind_another_milter() {
+    let Some(tools) = tools() else { return };
+    let milter = Milter::start("").await;
+    let (inserter, stop_inserter) = start_inserting_milter().await;
+    let postfix = Postfix::create(tools, &format!("inet:{inserter},inet:{}", milter.addr));
+    postfix.start().await;
+    let work = TempDir::new("chain-mail");
+    let newsletter = String::from_utf8(example("newsletter.eml")).expect("utf-8");
+    let forged = |n: usize| {
+        format!("Authentication-Results: {MYHOSTNAME}; dmarc=pass header.from=example.com ({n})")
+    };
+    let other = |n: usize| format!("Authentication-Results: other.example; dkim=pass ({n})");
+    // Where the forgeries and the others' fields sit among the original
+    // header fields: top, between, in the middle, at the end.
+    let layouts: Vec<Vec<String>> = vec![
+        vec![forged(1)],
+        vec![other(1), forged(1), other(2)],
+        vec![forged(1), forged(2), other(1), forged(3)],
+        vec![other(1), other(2), forged(1)],
+        vec![
+            forged(1),
+            other(1),
+            forged(2),
+            other(2),
+            forged(3),
+            other(3),
+        ],
+    ];
+    let lines: Vec<&str> = newsletter.lines().collect();
+    let header_end = lines.iter().position(|l| l.is_empty()).expect("a body");
+    for (i, layout) in layouts.iter().enumerate() {
+        // Spread the fields over the original header: each goes before the
+        // original field at an even index, the rest at the end.
+        let mut header: Vec<String> = Vec::new();
+        let mut extra = layout.iter();
+        for (j, line) in lines[..header_end].iter().enumerate() {
+            if j % 2 == 0 && !line.starts_with([' ', '\t']) {
+                if let Some(field) = extra.next() {
+                    header.push(field.clone());
+                }
+            }
+            header.push(line.to_string());
+        }
+        header.extend(extra.cloned());
+        let message = format!("{}\n{}", header.join("\n"), lines[header_end..].join("\n"));
+        let file = work.path().join(format!("layout-{i}.eml"));
+        std::fs::write(&file, &message).expect("write");
+        let before = postfix.delivered().len();
+        let out = postfix.swaks(
+            "192.0.2.10",
+            "mail.example.com",
+            "bounce-123@bounce.example.net",
+            &file,
+        );
+        assert!(
+            out.contains("250 2.0.0 Ok: queued"),
+            "layout {i}: swaks:\n{out}\n{}",
+            postfix.maillog()
+        );
+        wait_until("delivery", async || postfix.delivered().len() > before).await;
+        let delivered = std::fs::read_to_string(&postfix.delivered()[before]).expect("read");
+        let fields = header_fields(&delivered);
+        let results: Vec<String> = fields
+            .iter()
+            .filter(|f| {
+                f.to_ascii_lowercase()
+                    .starts_with("authentication-results:")
+            })
+            .map(|f| f.lines().next().unwrap_or_default().to_string())
+            .collect();
+        // Ours (first line), the others' in their order, the inserted ones.
+        let mut expected = vec![format!("Authentication-Results: {MYHOSTNAME};")];
+        expected.extend(layout.iter().filter(|f| !f.contains(MYHOSTNAME)).cloned());
+        expected.push(
+            "Authentication-Results: inserter.example; spf=pass smtp.mailfrom=example.com"
+                .to_string(),
+        );
+        expected.push("Authentication-Results: appender.example; none".to_string());
+        let mut got = results.clone();
+        let mut want = expected.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "layout {i}:\n{delivered}");
+        // Every other original field survived, once.
+        for line in lines[..header_end]
+            .iter()
+            .filter(|l| !l.starts_with([' ', '\t']))
+        {
+            assert_eq!(
+                fields
+                    .iter()
+                    .filter(|f| f.lines().next() == Some(*line))
+                    .count(),
+                1,
+                "layout {i}: {line}\n{delivered}"
+            );
+        }
+        assert!(
+            fields
+                .iter()
+                .any(|f| f == "X-Inserted: by the milter before ours"),
+            "{delivered}"
+        );
+    }
+    postfix.stop().await;
+    drop(postfix);
+    let _ = stop_inserter.send(());
+    milter.stop().await.expect("clean stop");
+}
