@@ -35,9 +35,17 @@ pub(crate) struct MessageBuffer {
     body_complete: bool,
     /// Authentication-Results fields seen so far.
     auth_results_seen: i32,
-    /// 1-based indices (among Authentication-Results fields) to delete.
+    /// 1-based indices (among Authentication-Results fields) to delete,
+    /// at most [`MAX_DELETIONS_KEPT`].
     delete: Vec<i32>,
+    /// Fields to delete seen, kept or not.
+    delete_seen: usize,
 }
+
+/// The most deletions remembered per message: more than the largest
+/// `max_forged_authentication_results`, so the count says the message is
+/// over it while memory stays bounded.
+const MAX_DELETIONS_KEPT: usize = 10_001;
 
 impl MessageBuffer {
     /// An empty message; at most `cap` bytes are buffered.
@@ -55,6 +63,7 @@ impl MessageBuffer {
             body_complete: true,
             auth_results_seen: 0,
             delete: Vec::new(),
+            delete_seen: 0,
         }
     }
 
@@ -78,7 +87,10 @@ impl MessageBuffer {
             self.auth_results_seen = self.auth_results_seen.saturating_add(1);
             let text = String::from_utf8_lossy(value);
             if remove_all || claims_authserv_id(&text, authserv_id) {
-                self.delete.push(self.auth_results_seen);
+                self.delete_seen = self.delete_seen.saturating_add(1);
+                if self.delete.len() < MAX_DELETIONS_KEPT {
+                    self.delete.push(self.auth_results_seen);
+                }
             }
         }
         let is_from = name.eq_ignore_ascii_case(b"from");
@@ -161,6 +173,11 @@ impl MessageBuffer {
     /// The raw values of the From fields kept.
     pub(crate) fn author_fields(&self) -> Vec<&[u8]> {
         self.from_values.iter().map(Vec::as_slice).collect()
+    }
+
+    /// How many Authentication-Results fields are to be deleted.
+    pub(crate) fn deletions_seen(&self) -> usize {
+        self.delete_seen
     }
 
     /// The indices to delete, highest first: deleting the last one first

@@ -11,10 +11,11 @@ use crate::{
     actions::{self, Action, Outcome},
     config::{Config, QuarantineAction},
     message::MessageBuffer,
-    reporting::MessageFacts,
+    reporting::{self, MessageFacts},
     state::{Active, InflightGuard, Shared},
     Error,
 };
+use dmarc_report::{logging::Escaped, model::Applied};
 use dmarc_verifier::{
     auth_results::{self, AuthResults},
     message::author_domains,
@@ -188,8 +189,8 @@ impl Session {
         self.macro_j = get_macro(macros, c"j");
         tracing::debug!(
             client = ?self.client_ip,
-            name = %self.client_name,
-            daemon = get_macro(macros, c"{daemon_name}").as_deref().unwrap_or(""),
+            name = %Escaped(&self.client_name),
+            daemon = %Escaped(get_macro(macros, c"{daemon_name}").as_deref().unwrap_or("")),
             "connect"
         );
         self.quiet(ProtoOpts::NOREPLY_CONNECT)
@@ -287,7 +288,7 @@ impl Session {
         let status = actions::apply(&outcome, actions, reply, self.leading_space).await?;
         if status == Status::Accept && !outcome.delete.is_empty() {
             tracing::debug!(
-                queue_id = %queue_id,
+                queue_id = %Escaped(&queue_id),
                 deleted = ?outcome.delete,
                 "deleted incoming Authentication-Results claiming {}",
                 t.authserv_id
@@ -323,10 +324,13 @@ impl Session {
 
     async fn decide(&self, t: &Transaction, queue_id: &str) -> Result<Outcome, Error> {
         let config = &t.active.config;
-        let delete = t.buffer.deletions();
         let client = self
             .client_ip
             .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        if let Some(outcome) = self.too_many_forged(t, queue_id, &client) {
+            return Ok(outcome);
+        }
+        let delete = t.buffer.deletions();
 
         let skip = if config.skip_authenticated && t.auth_user.is_some() {
             Some(Skip::Authenticated)
@@ -352,9 +356,9 @@ impl Session {
                 Err(error) => error.kind().to_string(),
             };
             tracing::info!(
-                queue_id = %queue_id,
+                queue_id = %Escaped(queue_id),
                 client = %client,
-                from = %from,
+                from = %Escaped(&from),
                 skipped = %skip.reason(),
                 disposition = "accept",
                 "not checked"
@@ -376,18 +380,10 @@ impl Session {
         let verdict = verifier
             .verify_with(&envelope, &t.buffer.raw(), &verify_options(t))
             .await;
-        if let Some(reporting) = &self.shared.reporting {
-            let raw = t.buffer.raw();
-            reporting.record(
-                &verdict,
-                &envelope,
-                &MessageFacts {
-                    raw: &raw,
-                    queue_id,
-                },
-            );
-        }
         let action = self.action_for(&verdict, config);
+        // What is recorded is what is done with the message.
+        let applied = reporting::applied(&verdict, &action, config);
+        self.report(t, &verdict, &envelope, queue_id, &applied);
         log_verdict(queue_id, &client, &verdict, &action, config);
         Ok(Outcome {
             delete,
@@ -416,7 +412,7 @@ impl Session {
         const TOO_LARGE: &str = "message too large";
         let config = &t.active.config;
         tracing::warn!(
-            queue_id = %queue_id,
+            queue_id = %Escaped(queue_id),
             client = %client,
             size = t.buffer.size(),
             max_message_size = config.max_message_size,
@@ -425,19 +421,10 @@ impl Session {
         let verdict = verifier
             .verify_with(envelope, &t.buffer.raw(), &verify_options(t))
             .await;
-        if let Some(reporting) = &self.shared.reporting {
-            let raw = t.buffer.raw();
-            reporting.record(
-                &verdict,
-                envelope,
-                &MessageFacts {
-                    raw: &raw,
-                    queue_id,
-                },
-            );
-        }
         if verdict.dkim.is_empty() && t.buffer.dkim_fields() == 0 {
             let action = self.action_for(&verdict, config);
+            let applied = reporting::applied(&verdict, &action, config);
+            self.report(t, &verdict, envelope, queue_id, &applied);
             log_verdict(queue_id, client, &verdict, &action, config);
             return Outcome {
                 delete,
@@ -469,10 +456,14 @@ impl Session {
         } else {
             ar.push(auth_results::dmarc_error_resinfo("none", TOO_LARGE));
         }
+        // Recorded as applied: accepted, DKIM unverified, DMARC none
+        // unless aligned SPF passed (issue 16 item 9).
+        let (applied_verdict, applied) = reporting::too_large(&verdict, spf_pass, TOO_LARGE);
+        self.report(t, &applied_verdict, envelope, queue_id, &applied);
         tracing::info!(
-            queue_id = %queue_id,
+            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %from_domains(&verdict),
+            from = %Escaped(&from_domains(&verdict)),
             spf = %verdict.spf.result.as_str(),
             dkim = %"permerror",
             dmarc = %if spf_pass { "pass" } else { "none" },
@@ -485,6 +476,66 @@ impl Session {
             auth_results: ar.value(),
             action: Action::Accept,
         }
+    }
+
+    /// Hands the verdict and what was done to reporting, with the report
+    /// settings in force for this message.
+    fn report(
+        &self,
+        t: &Transaction,
+        verdict: &Verdict,
+        envelope: &Envelope,
+        queue_id: &str,
+        applied: &Applied,
+    ) {
+        let (Some(reporting), Some(settings)) =
+            (&self.shared.reporting, &t.active.config.reporting)
+        else {
+            return;
+        };
+        let raw = t.buffer.raw();
+        reporting.record(
+            settings,
+            verdict,
+            envelope,
+            &MessageFacts {
+                raw: &raw,
+                queue_id,
+            },
+            applied,
+        );
+    }
+
+    /// A message with more Authentication-Results fields to delete than
+    /// `max_forged_authentication_results` is refused (550) rather than
+    /// answered with thousands of header edits (12,000 made Postfix's
+    /// cleanup abort); counted and logged (issue 16 item 13).
+    fn too_many_forged(&self, t: &Transaction, queue_id: &str, client: &str) -> Option<Outcome> {
+        let forged = t.buffer.deletions_seen();
+        let max = t.active.config.max_forged_authentication_results;
+        if forged <= max {
+            return None;
+        }
+        self.shared
+            .counters
+            .forged_auth_results_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            queue_id = %Escaped(queue_id),
+            client = %client,
+            forged,
+            max_forged_authentication_results = max,
+            disposition = "reject",
+            "too many Authentication-Results fields to remove: message refused"
+        );
+        Some(Outcome {
+            delete: Vec::new(),
+            auth_results: String::new(),
+            action: Action::Reject(format!(
+                "Too many Authentication-Results header fields claiming {} ({forged}, at most {max})",
+                t.authserv_id
+            )),
+        })
     }
 
     /// The action for a verdict's disposition.
@@ -578,11 +629,12 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
     let would = wanted_disposition(verdict, config);
     if dry_run && would != Disposition::Accept {
         tracing::info!(
-            queue_id = %queue_id,
+            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %from_domains(verdict),
+            from = %Escaped(&from_domains(verdict)),
             spf = %verdict.spf.result.as_str(),
-            dkim = %dkim,
+            // d= is the sender's text: escaped like every such value.
+            dkim = %Escaped(&dkim),
             dmarc = %verdict.dmarc.as_str(),
             disposition = %disposition,
             would = %would.as_str(),
@@ -592,11 +644,12 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
         let quarantine_header_only =
             verdict.disposition == Disposition::Quarantine && matches!(action, Action::Accept);
         tracing::info!(
-            queue_id = %queue_id,
+            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %from_domains(verdict),
+            from = %Escaped(&from_domains(verdict)),
             spf = %verdict.spf.result.as_str(),
-            dkim = %dkim,
+            // d= is the sender's text: escaped like every such value.
+            dkim = %Escaped(&dkim),
             dmarc = %verdict.dmarc.as_str(),
             disposition = %if quarantine_header_only { "quarantine-header-only" } else { disposition },
             "verdict"

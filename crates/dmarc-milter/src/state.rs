@@ -4,8 +4,10 @@
 
 use crate::{
     config::{valid_authserv_id, Config, ConfigError},
+    counters::Counters,
     reporting::Reporting,
 };
+use dmarc_report::logging::Escaped;
 use dmarc_verifier::Verifier;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -41,8 +43,8 @@ impl Active {
             Some(j) if valid_authserv_id(j) => j.to_ascii_lowercase(),
             Some(j) => {
                 tracing::warn!(
-                    "the MTA's host name (macro j) {:?} is not usable as authserv-id; set authserv_id",
-                    j
+                    macro_j = %Escaped(j),
+                    "the MTA's host name (macro j) is not usable as authserv-id; set authserv_id"
                 );
                 self.config.verifier.authserv_id.clone()
             }
@@ -63,15 +65,22 @@ pub(crate) struct Shared {
     /// Report recording, when `report_store` is set (opened once per run:
     /// changing the store needs a restart).
     pub(crate) reporting: Option<Reporting>,
+    /// What the caller of `run_with` reads.
+    pub(crate) counters: Arc<Counters>,
     inflight: watch::Sender<usize>,
     draining: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(active: Active, reporting: Option<Reporting>) -> Shared {
+    pub(crate) fn new(
+        active: Active,
+        reporting: Option<Reporting>,
+        counters: Arc<Counters>,
+    ) -> Shared {
         Shared {
             active: RwLock::new(Arc::new(active)),
             reporting,
+            counters,
             inflight: watch::Sender::new(0),
             draining: AtomicBool::new(false),
         }

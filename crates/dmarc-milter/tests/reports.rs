@@ -169,6 +169,13 @@ fn run(config: Config, run: ReportRun) -> ReportOutcome {
         .expect("report run")
 }
 
+/// A period around now, and a run at its end (a period must have ended to
+/// be reported).
+fn period_around_now() -> (Option<(i64, i64)>, i64) {
+    let now = unix_now();
+    (Some((now - 3_600, now + 3_600)), now + 3_600)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_become_aggregate_reports_delivered_over_smtp() {
     let sink = SmtpSink::start();
@@ -212,8 +219,7 @@ async fn verdicts_become_aggregate_reports_delivered_over_smtp() {
     let dns = TestDns::start(&zone).await.expect("test DNS");
     let config = Config::parse(&config_text(dns.addr(), &extra), "reports").expect("config");
 
-    let now = unix_now();
-    let period = Some((now - 3_600, now + 3_600));
+    let (period, now) = period_around_now();
     let outcome = run(
         config.clone(),
         ReportRun {
@@ -317,8 +323,7 @@ async fn a_failed_delivery_is_retried_on_the_next_run() {
     )
     .expect("config");
 
-    let now = unix_now();
-    let period = Some((now - 3_600, now + 3_600));
+    let (period, now) = period_around_now();
     let first = run(
         config,
         ReportRun {

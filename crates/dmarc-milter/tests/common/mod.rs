@@ -4,12 +4,15 @@
 
 #![allow(dead_code)]
 
-use dmarc_milter::{reload_channel, Config, MilterListener, Reloader};
+use dmarc_milter::{reload_channel, Config, Counters, MilterListener, Reloader};
 use indymilter_test::{EomAction, EomActions, MacroStage, Status, TestConnection};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 use test_dns::TestDns;
@@ -78,6 +81,8 @@ pub struct Milter {
     pub reloader: Reloader,
     pub config_path: PathBuf,
     pub dir: TempDir,
+    /// What the milter counts (every bound hit).
+    pub counters: Arc<Counters>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), dmarc_milter::Error>>>,
 }
@@ -101,15 +106,23 @@ impl Milter {
         let addr = listener.local_addr().expect("tcp address");
         let (reloader, reloads) = reload_channel();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(dmarc_milter::run(listener, config, reloads, async move {
-            let _ = rx.await;
-        }));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(dmarc_milter::run_with(
+            listener,
+            config,
+            reloads,
+            async move {
+                let _ = rx.await;
+            },
+            Arc::clone(&counters),
+        ));
         Milter {
             addr,
             dns,
             reloader,
             config_path,
             dir,
+            counters,
             shutdown: Some(tx),
             task: Some(task),
         }
