@@ -325,12 +325,27 @@ pub async fn run_with(
     // The milter keeps running while draining: its listener must see the
     // stop to close the socket.
     let result = tokio::select! {
-        result = &mut milter => result,
-        _ = drain => milter.await,
+        result = &mut milter => Some(result),
+        _ = drain => {
+            // indymilter ends each session after its current callback: a
+            // callback still waiting (for DNS) past the deadline is not
+            // waited for. Its task ends with the process.
+            tokio::select! {
+                result = &mut milter => Some(result),
+                _ = tokio::time::sleep_until(deadline) => None,
+            }
+        }
     };
+    let result = result.unwrap_or_else(|| {
+        tracing::error!(
+            in_flight = shared.inflight(),
+            "sessions still busy at the shutdown deadline: not waited for"
+        );
+        Ok(())
+    });
     reloader.abort();
     if let Some(reporting) = &shared.reporting {
-        // Every connection is closed: nothing else runs that could wait.
+        // Whatever time is left of the one deadline.
         reporting.flush_until(deadline.into_std());
     }
     tracing::info!("stopped");

@@ -627,3 +627,42 @@ fn reports_never_exceed_their_size_cap() {
         assert!(text.contains("The sample was cut"), "{text}");
     }
 }
+
+/// Issue 16 item 8: the rate limits count recipients as they are queued,
+/// so they are queued in one form: lower case, whatever the record says
+/// (the milter counted `RUF@Example.COM` and `ruf@example.com` as one
+/// address, the store as two). A relay-hack address is never queued.
+#[test]
+fn failure_jobs_queue_recipients_in_lower_case_and_never_relay_hacks() {
+    use dmarc_report::failure::FailureJob;
+    let record = forged("1");
+    let destination = |uri: &str| ReportDestination {
+        uri: uri.to_string(),
+        max_size: None,
+    };
+    let job = FailureJob {
+        record,
+        kinds: vec![AuthFailure::Dmarc],
+        destinations: vec![
+            destination("mailto:RUF@Example.COM"),
+            destination("mailto:victim%third.example@example.com"),
+        ],
+        headers: HEADERS.to_vec(),
+        body: None,
+        mail_from: None,
+        envelope_id: None,
+        authentication_results: None,
+        config: FailureConfig::new("mx.example.net"),
+        sender: "dmarc@mx.example.net".to_string(),
+        message_id_domain: "mx.example.net".to_string(),
+        time: TIME,
+    };
+    let built = job.build();
+    assert_eq!(built.built, 1);
+    let recipients: Vec<&str> = built
+        .messages
+        .iter()
+        .map(|m| m.recipient.as_str())
+        .collect();
+    assert_eq!(recipients, ["ruf@example.com"]);
+}

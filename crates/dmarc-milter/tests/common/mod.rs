@@ -65,13 +65,27 @@ impl Drop for TempDir {
 pub const MTA_NAME: &str = "mx.test.example";
 
 /// The configuration every test starts from: the test DNS server only,
-/// short timeouts, the bundled Public Suffix List; `extra` lines are added.
+/// short timeouts, the bundled Public Suffix List; `extra` lines are added
+/// (a key of the base set in `extra` replaces the base's).
 pub fn config_text(dns: SocketAddr, extra: &str) -> String {
     let psl = repo().join("crates/dmarc-verifier/data/public_suffix_list.dat");
-    format!(
-        "socket = \"inet:127.0.0.1:0\"\nnameservers = [\"{dns}\"]\ndns_timeout = 0.5\ndns_attempts = 1\npublic_suffix_list = \"{}\"\nshutdown_timeout = 10\n{extra}\n",
+    let base = format!(
+        "socket = \"inet:127.0.0.1:0\"\nnameservers = [\"{dns}\"]\ndns_timeout = 0.5\ndns_attempts = 1\npublic_suffix_list = \"{}\"\nshutdown_timeout = 10\n",
         psl.display()
-    )
+    );
+    let overridden = |line: &str| {
+        line.split_once(" = ").is_some_and(|(key, _)| {
+            extra
+                .lines()
+                .any(|extra_line| extra_line.trim_start().starts_with(&format!("{key} =")))
+        })
+    };
+    let kept: String = base
+        .lines()
+        .filter(|line| !overridden(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    format!("{kept}{extra}\n")
 }
 
 /// A milter running in-process on 127.0.0.1:0.
