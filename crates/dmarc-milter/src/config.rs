@@ -289,8 +289,9 @@ pub struct Config {
     pub socket_mode: u32,
     /// Most MTA connections served at once (`max_connections`, default 256).
     pub max_connections: usize,
-    /// How long a shutdown waits for messages in flight
-    /// (`shutdown_timeout`, default 30 s).
+    /// How long the whole shutdown may take: messages in flight, then the
+    /// report queues (`shutdown_timeout`, default 30 s; keep it below the
+    /// service manager's stop timeout).
     pub shutdown_timeout: Duration,
     /// Log level (`log_level`, default info).
     pub log_level: LogLevel,

@@ -136,7 +136,7 @@ pub fn queue_aggregate_reports(
         let size = report.size_bytes();
         let (destinations, dropped) = destination::normalize(&policy.rua, settings.max_rua);
         summary.destinations_dropped += u64::try_from(dropped).unwrap_or(u64::MAX);
-        let mut messages = Vec::new();
+        let mut recipients = Vec::new();
         for destination in &destinations {
             let Some(address) = destination::usable_address(&destination.uri) else {
                 continue;
@@ -168,21 +168,9 @@ pub fn queue_aggregate_reports(
                 continue;
             }
             *sent_to_group += 1;
-            messages.push(OutgoingMessage {
-                kind: MessageKind::Aggregate,
-                policy_domain: domain.clone(),
-                sender: settings.sender.to_string(),
-                payload: report.report_mail(
-                    settings.sender,
-                    &address,
-                    now,
-                    &settings.reporter.domain,
-                ),
-                recipient: address,
-                created: now,
-            });
+            recipients.push(address);
         }
-        if messages.is_empty() {
+        if recipients.is_empty() {
             summary.no_destination += 1;
         }
         let entry = ReportEntry {
@@ -193,8 +181,17 @@ pub fn queue_aggregate_reports(
             message_count: report.message_count(),
             created: now,
         };
-        let queued = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-        if store.add_report(&entry, &messages)? {
+        let queued = u64::try_from(recipients.len()).unwrap_or(u64::MAX);
+        // One mail at a time, stored as it is made.
+        let mut messages = recipients.into_iter().map(|address| OutgoingMessage {
+            kind: MessageKind::Aggregate,
+            policy_domain: domain.clone(),
+            sender: settings.sender.to_string(),
+            payload: report.report_mail(settings.sender, &address, now, &settings.reporter.domain),
+            recipient: address,
+            created: now,
+        });
+        if store.add_report_with(&entry, &mut messages)? {
             summary.reports += 1;
             summary.queued += queued;
             tracing::info!(

@@ -1494,12 +1494,12 @@ macro_rules! delegate_store {
             ) -> Result<bool, StoreError> {
                 self.inner.report_exists(domain, begin, end)
             }
-            fn add_report(
+            fn add_report_with(
                 &mut self,
                 report: &ReportEntry,
-                messages: &[OutgoingMessage],
+                messages: &mut dyn Iterator<Item = OutgoingMessage>,
             ) -> Result<bool, StoreError> {
-                self.inner.add_report(report, messages)
+                self.inner.add_report_with(report, messages)
             }
             fn queue_message(&mut self, $message: &OutgoingMessage) -> Result<(), StoreError> {
                 let $qthis = self;

@@ -27,7 +27,7 @@
 //!   `reasons` (compact JSON), `spf_domain`, `spf_scope`, `spf_result`,
 //!   `spf_human_result` and `dkim` (compact JSON). Results are stored as
 //!   their report words (`pass`, `reject`...). Indexed on
-//!   `(policy_domain, time)` and `time`.
+//!   `(policy_domain, time)`.
 //! - `dmarc_reports`: `id`, `policy_domain`, `period_begin`, `period_end`,
 //!   `report_id`, `message_count`, `created`; unique on `(policy_domain,
 //!   period_begin, period_end)`, which is what makes
@@ -294,6 +294,17 @@ pub trait Store: Send {
         &mut self,
         report: &ReportEntry,
         messages: &[OutgoingMessage],
+    ) -> Result<bool, StoreError> {
+        self.add_report_with(report, &mut messages.iter().cloned())
+    }
+
+    /// [`Store::add_report`] with the messages made one at a time, while
+    /// they are stored: a large report's mails are never all in memory at
+    /// once.
+    fn add_report_with(
+        &mut self,
+        report: &ReportEntry,
+        messages: &mut dyn Iterator<Item = OutgoingMessage>,
     ) -> Result<bool, StoreError>;
 
     /// Queues one message (a failure report).

@@ -681,10 +681,10 @@ impl Store for PostgresStore {
         Ok(count > 0)
     }
 
-    fn add_report(
+    fn add_report_with(
         &mut self,
         report: &ReportEntry,
-        messages: &[OutgoingMessage],
+        messages: &mut dyn Iterator<Item = OutgoingMessage>,
     ) -> Result<bool, StoreError> {
         let message_count = sql::to_i64(report.message_count, "message count")?;
         self.run("adding a report", |client| {
@@ -707,7 +707,7 @@ impl Store for PostgresStore {
                 return Ok(false);
             }
             for message in messages {
-                insert_message(&mut transaction, message)?;
+                insert_message(&mut transaction, &message)?;
             }
             transaction.commit()?;
             Ok(true)

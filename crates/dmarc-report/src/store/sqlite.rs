@@ -606,10 +606,10 @@ impl Store for SqliteStore {
         Ok(count > 0)
     }
 
-    fn add_report(
+    fn add_report_with(
         &mut self,
         report: &ReportEntry,
-        messages: &[OutgoingMessage],
+        messages: &mut dyn Iterator<Item = OutgoingMessage>,
     ) -> Result<bool, StoreError> {
         let message_count = sql::to_i64(report.message_count, "message count")?;
         self.write("adding a report", |transaction| {
@@ -628,7 +628,7 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             for message in messages {
-                insert_message(transaction, message)?;
+                insert_message(transaction, &message)?;
             }
             Ok(true)
         })
