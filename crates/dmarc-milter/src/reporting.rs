@@ -6,7 +6,7 @@
 //!
 //! # At the end of a message
 //!
-//! [`Reporting::record`] is all the end of a message does for reporting,
+//! `Reporting::record` is all the end of a message does for reporting,
 //! and it is bounded whatever the message and its domain's DNS: it makes
 //! the records (fields capped, destinations deduplicated and capped), then,
 //! for a failure report, checks every limit **before** any work (failure
@@ -24,7 +24,7 @@
 //! reports for the next message). Only `report_store`, `report_queue_size`,
 //! `report_queue_memory` and `report_store_required` shape what is opened
 //! at start: changing them needs a restart, and a reload names exactly
-//! those that changed ([`Reporting::restart_only_changes`]).
+//! those that changed.
 
 use crate::{
     actions::Action,
