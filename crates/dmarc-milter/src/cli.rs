@@ -41,8 +41,11 @@ pub struct MilterArgs {
     /// The configuration file.
     #[arg(short, long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
-    /// Check the configuration (and load the Public Suffix List), print the
-    /// outcome and exit: 0 when it is good, 2 when it is not.
+    /// Check the configuration (load the Public Suffix List, read the report
+    /// store without changing or creating anything), print the outcome and
+    /// exit: 0 when it is good, 2 when it is not. A report store that
+    /// cannot be read is a warning (the milter starts, reporting degraded)
+    /// unless report_store_required is set.
     #[arg(long)]
     pub check_config: bool,
     /// What to do instead of serving mail.
@@ -59,7 +62,8 @@ pub enum MilterCommand {
     /// a timer: daily for aggregate reports, more often to deliver failure
     /// reports with `--deliver-only`. Needs `report_store`.
     Report {
-        /// The UTC day to report, YYYY-MM-DD [default: yesterday].
+        /// The UTC day to report, YYYY-MM-DD [default: yesterday]; a day
+        /// that has not ended is refused.
         #[arg(long, value_name = "YYYY-MM-DD")]
         day: Option<String>,
         /// Deliver pending mail only; make no report.

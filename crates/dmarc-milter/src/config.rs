@@ -70,6 +70,7 @@ pub const KEYS: &[&str] = &[
     "min_rsa_key_bits",
     "max_message_size",
     "remove_all_authentication_results",
+    "max_forged_authentication_results",
     "quarantine_action",
     "reject_text",
     "tempfail_text",
@@ -93,7 +94,20 @@ pub const KEYS: &[&str] = &[
     "failure_reports",
     "failure_reports_per_hour",
     "failure_report_content",
+    // Bounds of reporting (issue 16).
+    "report_store_required",
+    "report_queue_memory",
+    "report_max_rua",
+    "report_max_ruf",
+    "report_max_per_destination_domain",
+    "report_consent_budget",
+    "failure_reports_per_domain_per_hour",
+    "failure_reports_max_per_hour",
+    "failure_report_max_size",
 ];
+
+/// Default `max_forged_authentication_results`.
+pub const DEFAULT_MAX_FORGED_AUTH_RESULTS: usize = 50;
 
 /// Default `max_message_size`: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -286,6 +300,58 @@ pub struct ReportingConfig {
     pub failure_reports_per_hour: u64,
     /// What a failure report carries (`failure_report_content`).
     pub failure_report_content: FailureReportContent,
+    /// The bounds of reporting (issue 16).
+    pub limits: ReportLimits,
+}
+
+/// The bounds of reporting, each with its key. Every one is counted when
+/// hit (see `dmarc_report::counters`); SECURITY.md says what happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLimits {
+    /// Refuse to start when the report store cannot be opened
+    /// (`report_store_required`, default false: the milter starts and
+    /// verifies mail, reporting degraded and retried).
+    pub store_required: bool,
+    /// Bytes of evaluations waiting to be written, at most
+    /// (`report_queue_memory`, default 64 MiB).
+    pub queue_memory: usize,
+    /// `rua` destinations used per record (`report_max_rua`, default 10).
+    pub max_rua: usize,
+    /// `ruf` destinations used per record (`report_max_ruf`, default 5).
+    pub max_ruf: usize,
+    /// Aggregate report mails to one destination domain (its
+    /// Organizational Domain) per report run
+    /// (`report_max_per_destination_domain`, default 1000).
+    pub max_per_destination_domain: usize,
+    /// Time one report run spends on consent look-ups (RFC 9990 §4) at
+    /// most (`report_consent_budget`, default 60 s); destinations not
+    /// checked wait for the next run.
+    pub consent_budget: Duration,
+    /// Failure reports about one policy domain per hour
+    /// (`failure_reports_per_domain_per_hour`, default 20).
+    pub failure_reports_per_domain_per_hour: u64,
+    /// Failure reports per hour in all (`failure_reports_max_per_hour`,
+    /// default 1000).
+    pub failure_reports_max_per_hour: u64,
+    /// The largest failure report (`failure_report_max_size`, default
+    /// 64 KiB): the sample is cut to fit.
+    pub failure_report_max_size: usize,
+}
+
+impl Default for ReportLimits {
+    fn default() -> Self {
+        ReportLimits {
+            store_required: false,
+            queue_memory: 64 << 20,
+            max_rua: dmarc_report::destination::DEFAULT_MAX_RUA,
+            max_ruf: dmarc_report::destination::DEFAULT_MAX_RUF,
+            max_per_destination_domain: dmarc_report::run::DEFAULT_MAX_PER_DESTINATION_DOMAIN,
+            consent_budget: dmarc_report::deliver::DEFAULT_CHECK_BUDGET,
+            failure_reports_per_domain_per_hour: 20,
+            failure_reports_max_per_hour: 1000,
+            failure_report_max_size: dmarc_report::failure::DEFAULT_MAX_REPORT_SIZE,
+        }
+    }
 }
 
 /// The validated configuration of the daemon.
@@ -299,8 +365,9 @@ pub struct Config {
     pub socket_mode: u32,
     /// Most MTA connections served at once (`max_connections`, default 256).
     pub max_connections: usize,
-    /// How long a shutdown waits for messages in flight
-    /// (`shutdown_timeout`, default 30 s).
+    /// How long the whole shutdown may take: messages in flight, then the
+    /// report queues (`shutdown_timeout`, default 30 s; keep it below the
+    /// service manager's stop timeout).
     pub shutdown_timeout: Duration,
     /// Log level (`log_level`, default info).
     pub log_level: LogLevel,
@@ -317,6 +384,10 @@ pub struct Config {
     pub max_message_size: usize,
     /// Remove every incoming Authentication-Results, not only forged ones.
     pub remove_all_authentication_results: bool,
+    /// Above this many Authentication-Results fields to delete, the message
+    /// is rejected instead (`max_forged_authentication_results`, default
+    /// 50): thousands of header edits break Postfix's cleanup.
+    pub max_forged_authentication_results: usize,
     /// What quarantine does.
     pub quarantine_action: QuarantineAction,
     /// The 550 text; `{domain}` becomes the Author Domain.
@@ -565,6 +636,9 @@ impl Config {
         let remove_all_authentication_results = raw
             .boolean("remove_all_authentication_results")?
             .unwrap_or(false);
+        let max_forged_authentication_results = raw
+            .integer("max_forged_authentication_results", 1, 10_000)?
+            .unwrap_or(DEFAULT_MAX_FORGED_AUTH_RESULTS);
         let quarantine_action = raw
             .choice(
                 "quarantine_action",
@@ -627,6 +701,7 @@ impl Config {
             verifier,
             max_message_size,
             remove_all_authentication_results,
+            max_forged_authentication_results,
             quarantine_action,
             reject_text,
             tempfail_text,
@@ -676,8 +751,8 @@ impl Config {
             Some(j) if valid_authserv_id(j) => j.to_ascii_lowercase(),
             Some(j) => {
                 tracing::warn!(
-                    "the MTA's host name (macro j) {:?} is not usable as authserv-id; set authserv_id",
-                    j
+                    macro_j = %dmarc_report::logging::Escaped(j),
+                    "the MTA's host name (macro j) is not usable as authserv-id; set authserv_id"
                 );
                 self.verifier.authserv_id.clone()
             }
@@ -829,6 +904,7 @@ fn build_reporting(
             "headers or full",
         )?
         .unwrap_or_default();
+    let limits = build_report_limits(raw)?;
     Ok(Some(ReportingConfig {
         store,
         queue_size,
@@ -842,7 +918,43 @@ fn build_reporting(
         failure_reports,
         failure_reports_per_hour: u64::try_from(failure_reports_per_hour).unwrap_or(u64::MAX),
         failure_report_content,
+        limits,
     }))
+}
+
+/// The bounds of reporting (issue 16), each with its default.
+fn build_report_limits(raw: &mut RawConfig) -> Result<ReportLimits, ConfigError> {
+    let defaults = ReportLimits::default();
+    let to_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Ok(ReportLimits {
+        store_required: raw
+            .boolean("report_store_required")?
+            .unwrap_or(defaults.store_required),
+        queue_memory: raw
+            .size("report_queue_memory", 1 << 20, 1 << 40)?
+            .unwrap_or(defaults.queue_memory),
+        max_rua: raw
+            .integer("report_max_rua", 2, 100)?
+            .unwrap_or(defaults.max_rua),
+        max_ruf: raw
+            .integer("report_max_ruf", 2, 100)?
+            .unwrap_or(defaults.max_ruf),
+        max_per_destination_domain: raw
+            .integer("report_max_per_destination_domain", 1, 10_000_000)?
+            .unwrap_or(defaults.max_per_destination_domain),
+        consent_budget: raw
+            .seconds("report_consent_budget")?
+            .unwrap_or(defaults.consent_budget),
+        failure_reports_per_domain_per_hour: raw
+            .integer("failure_reports_per_domain_per_hour", 0, 100_000)?
+            .map_or(defaults.failure_reports_per_domain_per_hour, to_u64),
+        failure_reports_max_per_hour: raw
+            .integer("failure_reports_max_per_hour", 0, 10_000_000)?
+            .map_or(defaults.failure_reports_max_per_hour, to_u64),
+        failure_report_max_size: raw
+            .size("failure_report_max_size", 8 << 10, 1 << 20)?
+            .unwrap_or(defaults.failure_report_max_size),
+    })
 }
 
 /// `ignore_hosts` by default: the loopback networks.
@@ -940,6 +1052,11 @@ fn parse_mode(value: &Value) -> Option<u32> {
 }
 
 fn parse_size(value: &Value) -> Option<usize> {
+    size_of(value).filter(|&size| size >= 64 * 1024)
+}
+
+/// A size in bytes: a number, or a string such as `"64M"`, `"512k"`.
+fn size_of(value: &Value) -> Option<usize> {
     let size = match value {
         Value::Integer(n) => usize::try_from(*n).ok()?,
         Value::String(s) => {
@@ -958,7 +1075,7 @@ fn parse_size(value: &Value) -> Option<usize> {
         }
         _ => return None,
     };
-    (size >= 64 * 1024).then_some(size)
+    Some(size)
 }
 
 /// One key of the file: its value and the line of the key.
@@ -1150,9 +1267,35 @@ impl RawConfig {
             (1, 1000) => "a whole number from 1 to 1000",
             (1, 3650) => "a whole number of days from 1 to 3650",
             (0, 100_000) => "a whole number from 0 to 100000",
+            (2, 100) => "a whole number from 2 to 100",
+            (1, 10_000) => "a whole number from 1 to 10000",
             _ => "a whole number in range",
         };
         self.invalid(entry, key, expected)
+    }
+
+    /// A size in bytes (a number or `"64M"`, `"512k"`) from `min` to
+    /// `max`.
+    fn size(
+        &mut self,
+        key: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<usize>, ConfigError> {
+        let Some(entry) = self.take(key) else {
+            return Ok(None);
+        };
+        match size_of(&entry.value) {
+            Some(size) if (min..=max).contains(&size) => Ok(Some(size)),
+            _ => Err(self.invalid(
+                &entry,
+                key,
+                match key {
+                    "report_queue_memory" => "a size from 1M to 1T, such as \"64M\"",
+                    _ => "a size from 8k to 1M, such as \"64k\"",
+                },
+            )),
+        }
     }
 
     fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>, ConfigError> {

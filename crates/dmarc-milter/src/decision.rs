@@ -65,13 +65,23 @@ pub enum Checked {
         /// Every Author Domain passed through aligned SPF.
         spf_pass: bool,
     },
+    /// More Authentication-Results fields to delete than
+    /// `max_forged_authentication_results`: refused (550) rather than
+    /// answered with thousands of header edits (12,000 made Postfix's
+    /// cleanup abort), not verified (issue 16 item 13).
+    TooManyForged {
+        /// The fields claiming our authserv-id.
+        forged: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl Checked {
     /// The verdict, when the message was verified.
     pub fn verdict(&self) -> Option<&Verdict> {
         match self {
-            Checked::Skipped(_) => None,
+            Checked::Skipped(_) | Checked::TooManyForged { .. } => None,
             Checked::Verified(verdict) | Checked::TooLarge { verdict, .. } => Some(verdict),
         }
     }
@@ -92,6 +102,7 @@ impl Decision {
     pub fn wanted(&self, config: &Config) -> Disposition {
         match &self.checked {
             Checked::Verified(verdict) => wanted_disposition(verdict, config),
+            Checked::TooManyForged { .. } => Disposition::Reject,
             Checked::Skipped(_) | Checked::TooLarge { .. } => Disposition::Accept,
         }
     }
@@ -125,6 +136,21 @@ pub(crate) async fn decide(
     context: &Context,
     buffer: &MessageBuffer,
 ) -> Decision {
+    let forged = buffer.deletions_seen();
+    let max = config.max_forged_authentication_results;
+    if forged > max {
+        return Decision {
+            outcome: Outcome {
+                delete: Vec::new(),
+                auth_results: None,
+                action: Action::Reject(format!(
+                    "Too many Authentication-Results header fields claiming {} ({forged}, at most {max})",
+                    context.authserv_id
+                )),
+            },
+            checked: Checked::TooManyForged { forged, max },
+        };
+    }
     let delete = buffer.deletions();
     if let Some(skip) = skip(config, context, buffer) {
         let header = config

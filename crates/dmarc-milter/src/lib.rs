@@ -42,6 +42,7 @@ mod actions;
 mod callbacks;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod decision;
 mod message;
 pub mod reporting;
@@ -50,6 +51,7 @@ pub mod socket;
 mod state;
 
 pub use config::{Config, ConfigError, QuarantineAction};
+pub use counters::Counters;
 pub use socket::{MilterListener, SocketSpec};
 
 use state::{Active, Shared};
@@ -70,7 +72,8 @@ pub enum Error {
     Reply(indymilter::SmtpReplyError),
     /// The MTA broke the protocol.
     Protocol(&'static str),
-    /// The report store could not be opened.
+    /// The report store could not be opened and `report_store_required`
+    /// is set.
     Report(dmarc_report::store::StoreError),
 }
 
@@ -188,41 +191,73 @@ fn reload(shared: &Shared) -> Result<(), ConfigError> {
             started.max_connections != new.max_connections,
         ),
         ("log_level", started.log_level != new.log_level),
-        ("report_store", started.reporting != new.reporting),
     ];
+    // The report settings opened at start, compared with what is running
+    // (not with the previous file): the other report_* and failure_* keys
+    // apply from the next message.
+    let report_keys = match &shared.reporting {
+        Some(reporting) => reporting.restart_only_changes(new.reporting.as_ref()),
+        None if new.reporting.is_some() => vec!["report_store"],
+        None => Vec::new(),
+    };
     let active = Active::new(new)?;
     shared.replace(active);
-    for (key, changed) in restart_only {
-        if changed {
-            tracing::warn!(
-                "{key} changed in {}: it takes effect at restart",
-                path.display()
-            );
-        }
+    let restart_keys = restart_only
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .chain(report_keys);
+    for key in restart_keys {
+        tracing::warn!(
+            "{key} changed in {}: it takes effect at restart",
+            path.display()
+        );
     }
     tracing::info!("configuration reloaded from {}", path.display());
     Ok(())
 }
 
-/// Runs the milter on `listener` until `shutdown` completes.
-///
-/// Builds the verifier from `config` (so a configuration that cannot serve
-/// fails here), then serves MTA connections. Each [`Reloader`] request
-/// reads the configuration file again. When `shutdown` completes the
-/// listener is closed (a UNIX socket file is removed), new messages on open
-/// connections are answered `451 4.3.2`, messages in flight are finished
-/// (for at most `shutdown_timeout`), then every connection is closed and
-/// `run` returns `Ok`.
+/// Runs the milter on `listener` until `shutdown` completes, with
+/// counters of its own (see [`run_with`]).
 ///
 /// # Errors
 ///
-/// [`Error::Config`] when the verifier cannot be built, [`Error::Io`] when
-/// the listener fails for good.
+/// As [`run_with`].
 pub async fn run(
+    listener: MilterListener,
+    config: Config,
+    reload_requests: ReloadRequests,
+    shutdown: impl Future,
+) -> Result<(), Error> {
+    run_with(listener, config, reload_requests, shutdown, Arc::default()).await
+}
+
+/// Runs the milter on `listener` until `shutdown` completes, counting into
+/// `counters` (every bound hit, see [`Counters`]).
+///
+/// Builds the verifier from `config` (so a configuration that cannot serve
+/// fails here), opens the report store when one is configured (a store
+/// that cannot be opened is logged and retried, reporting degraded, unless
+/// `report_store_required`), then serves MTA connections. Each
+/// [`Reloader`] request reads the configuration file again. When
+/// `shutdown` completes the listener is closed (a UNIX socket file is
+/// removed), new messages on open connections are answered `451 4.3.2`,
+/// messages in flight are finished, the report queues are written out,
+/// then every connection is closed and `run_with` returns `Ok`: all of it
+/// within one deadline, `shutdown_timeout` after the shutdown began (keep
+/// it below the service manager's stop timeout, systemd's
+/// `TimeoutStopSec`).
+///
+/// # Errors
+///
+/// [`Error::Config`] when the verifier cannot be built, [`Error::Report`]
+/// when the store cannot be opened and `report_store_required` is set,
+/// [`Error::Io`] when the listener fails for good.
+pub async fn run_with(
     mut listener: MilterListener,
     config: Config,
     reload_requests: ReloadRequests,
     shutdown: impl Future,
+    counters: Arc<Counters>,
 ) -> Result<(), Error> {
     let shutdown_timeout = config.shutdown_timeout;
     let milter_config = indymilter::Config {
@@ -232,10 +267,13 @@ pub async fn run(
     // Opening the store blocks for a moment (a PostgreSQL connection): only
     // at start, before any mail.
     let reporting = match &config.reporting {
-        Some(settings) => Some(reporting::Reporting::start(settings).map_err(Error::Report)?),
+        Some(settings) => Some(
+            reporting::Reporting::start(settings, Arc::clone(&counters.report))
+                .map_err(Error::Report)?,
+        ),
         None => None,
     };
-    let shared = Arc::new(Shared::new(Active::new(config)?, reporting));
+    let shared = Arc::new(Shared::new(Active::new(config)?, reporting, counters));
 
     let (stop_accepting, mut stop_rx) = watch::channel(false);
     listener.stop_on(async move {
@@ -265,16 +303,20 @@ pub async fn run(
         return result.map_err(Error::Io);
     }
 
+    // One deadline for the whole shutdown: messages in flight, then the
+    // failure reports and the evaluations still queued.
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
     let drain = async {
         tracing::info!(
             in_flight = shared.inflight(),
+            timeout_ms = shutdown_timeout.as_millis(),
             "shutting down: finishing messages in flight"
         );
         shared.begin_draining();
         let _ = stop_accepting.send(true);
         let drained = tokio::select! {
             _ = shared.drained() => true,
-            _ = tokio::time::sleep(shutdown_timeout) => false,
+            _ = tokio::time::sleep_until(deadline) => false,
         };
         if !drained {
             tracing::error!(
@@ -287,13 +329,28 @@ pub async fn run(
     // The milter keeps running while draining: its listener must see the
     // stop to close the socket.
     let result = tokio::select! {
-        result = &mut milter => result,
-        _ = drain => milter.await,
+        result = &mut milter => Some(result),
+        _ = drain => {
+            // indymilter ends each session after its current callback: a
+            // callback still waiting (for DNS) past the deadline is not
+            // waited for. Its task ends with the process.
+            tokio::select! {
+                result = &mut milter => Some(result),
+                _ = tokio::time::sleep_until(deadline) => None,
+            }
+        }
     };
+    let result = result.unwrap_or_else(|| {
+        tracing::error!(
+            in_flight = shared.inflight(),
+            "sessions still busy at the shutdown deadline: not waited for"
+        );
+        Ok(())
+    });
     reloader.abort();
     if let Some(reporting) = &shared.reporting {
-        // Every connection is closed: nothing else runs that could wait.
-        reporting.flush(shutdown_timeout);
+        // Whatever time is left of the one deadline.
+        reporting.flush_until(deadline.into_std());
     }
     tracing::info!("stopped");
     result.map_err(Error::Io)

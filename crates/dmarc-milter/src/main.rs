@@ -4,8 +4,10 @@
 //!
 //! Exit status: 0 after a clean stop (SIGTERM, SIGINT), a good
 //! `--check-config` or a completed `report` run; 1 when the socket cannot
-//! be opened, the milter fails or a report run fails; 2 for a
-//! configuration (or argument) that is refused.
+//! be opened, the milter fails (a required report store that cannot be
+//! opened) or a report run fails; 2 for a configuration (or argument) that
+//! is refused, `report` without `report_store`, or a `--day` that has not
+//! ended.
 
 #![deny(
     clippy::unwrap_used,
@@ -54,12 +56,19 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        // The report store is opened (and its schema created or checked)
-        // outside the async runtime: the PostgreSQL client runs its own.
+        // The report store is read, never written nor created (this may run
+        // as another user than the service's), outside the async runtime:
+        // the PostgreSQL client runs its own.
         if let Some(reporting) = &config.reporting {
-            if let Err(e) = dmarc_report::store::open(&reporting.store) {
-                eprintln!("dmarc-milter: report_store: {e}");
-                return ExitCode::from(EXIT_CONFIG);
+            match dmarc_report::store::check(&reporting.store) {
+                Ok(status) => println!("report_store {status}"),
+                Err(e) if reporting.limits.store_required => {
+                    eprintln!("dmarc-milter: report_store: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                Err(e) => eprintln!(
+                    "dmarc-milter: warning: report_store: {e} (the milter will start and verify mail; reporting stays degraded until this is fixed)"
+                ),
             }
         }
         // Building the verifier also loads the Public Suffix List and the
@@ -108,7 +117,7 @@ fn report(config: &Config, day: Option<&str>, deliver_only: bool, no_deliver: bo
         }
         Err(e) => {
             eprintln!("dmarc-milter report: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

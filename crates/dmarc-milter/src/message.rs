@@ -61,9 +61,17 @@ pub(crate) struct MessageBuffer {
     body_complete: bool,
     /// Authentication-Results fields seen so far.
     auth_results_seen: i32,
-    /// 1-based indices (among Authentication-Results fields) to delete.
+    /// 1-based indices (among Authentication-Results fields) to delete,
+    /// at most [`MAX_DELETIONS_KEPT`].
     delete: Vec<i32>,
+    /// Fields to delete seen, kept or not.
+    delete_seen: usize,
 }
+
+/// The most deletions remembered per message: more than the largest
+/// `max_forged_authentication_results`, so the count says the message is
+/// over it while memory stays bounded.
+const MAX_DELETIONS_KEPT: usize = 10_001;
 
 impl MessageBuffer {
     /// An empty message; at most `cap` bytes are buffered.
@@ -81,6 +89,7 @@ impl MessageBuffer {
             body_complete: true,
             auth_results_seen: 0,
             delete: Vec::new(),
+            delete_seen: 0,
         }
     }
 
@@ -102,7 +111,10 @@ impl MessageBuffer {
             self.auth_results_seen = self.auth_results_seen.saturating_add(1);
             let text = String::from_utf8_lossy(value);
             if forged.is_forged(&text) {
-                self.delete.push(self.auth_results_seen);
+                self.delete_seen = self.delete_seen.saturating_add(1);
+                if self.delete.len() < MAX_DELETIONS_KEPT {
+                    self.delete.push(self.auth_results_seen);
+                }
             }
         }
         let is_from = header_name_is(name, "from");
@@ -185,6 +197,11 @@ impl MessageBuffer {
     /// The raw values of the From fields kept.
     pub(crate) fn author_fields(&self) -> Vec<&[u8]> {
         self.from_values.iter().map(Vec::as_slice).collect()
+    }
+
+    /// How many Authentication-Results fields are to be deleted.
+    pub(crate) fn deletions_seen(&self) -> usize {
+        self.delete_seen
     }
 
     /// The indices to delete, highest first: deleting the last one first

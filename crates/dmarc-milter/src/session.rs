@@ -12,10 +12,11 @@ use crate::{
     config::Config,
     decision::{self, wanted_disposition, Checked, Context, TOO_LARGE},
     message::MessageBuffer,
-    reporting::MessageFacts,
+    reporting::{self, MessageFacts},
     state::{Active, InflightGuard, Shared},
     Error,
 };
+use dmarc_report::{logging::Escaped, model::Applied};
 use dmarc_verifier::{message::author_domains, Disposition, Enforcement, Envelope, Verdict};
 use indymilter::{
     Actions, ContextActions, MacroStage, Macros, NegotiateContext, ProtoOpts, SmtpReply,
@@ -166,8 +167,8 @@ impl Session {
         self.macro_j = get_macro(macros, c"j");
         tracing::debug!(
             client = ?self.client_ip,
-            name = %self.client_name,
-            daemon = get_macro(macros, c"{daemon_name}").as_deref().unwrap_or(""),
+            name = %Escaped(&self.client_name),
+            daemon = %Escaped(get_macro(macros, c"{daemon_name}").as_deref().unwrap_or("")),
             "connect"
         );
         self.quiet(ProtoOpts::NOREPLY_CONNECT)
@@ -263,7 +264,7 @@ impl Session {
         let status = actions::apply(&outcome, actions, reply, self.leading_space).await?;
         if status == Status::Accept && !outcome.delete.is_empty() {
             tracing::debug!(
-                queue_id = %queue_id,
+                queue_id = %Escaped(&queue_id),
                 deleted = ?outcome.delete,
                 "deleted incoming Authentication-Results claiming {}",
                 t.authserv_id
@@ -312,20 +313,36 @@ impl Session {
         };
         let verifier = t.active.verifier();
         let decision = decision::decide(config, &verifier, &context, &t.buffer).await;
-        if let (Some(reporting), Some(verdict)) =
-            (&self.shared.reporting, decision.checked.verdict())
-        {
-            let raw = t.buffer.raw();
-            reporting.record(
-                verdict,
-                &context.envelope,
-                &MessageFacts {
-                    raw: &raw,
-                    queue_id,
-                },
-            );
+        // What is recorded is what is done with the message.
+        match &decision.checked {
+            Checked::Verified(verdict) => {
+                let applied = reporting::applied(verdict, &decision.outcome.action, config);
+                self.report(t, verdict, &context.envelope, queue_id, &applied);
+            }
+            Checked::TooLarge { verdict, spf_pass } => {
+                // Accepted, DKIM unverified, DMARC none unless aligned SPF
+                // passed (issue 16 item 9).
+                let (applied_verdict, applied) =
+                    reporting::too_large(verdict, *spf_pass, TOO_LARGE);
+                self.report(t, &applied_verdict, &context.envelope, queue_id, &applied);
+            }
+            Checked::Skipped(_) | Checked::TooManyForged { .. } => {}
         }
         match &decision.checked {
+            Checked::TooManyForged { forged, max } => {
+                self.shared
+                    .counters
+                    .forged_auth_results_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    queue_id = %Escaped(queue_id),
+                    client = %client,
+                    forged,
+                    max_forged_authentication_results = max,
+                    disposition = "reject",
+                    "too many Authentication-Results fields to remove: message refused"
+                );
+            }
             Checked::Skipped(skip) => {
                 let from = match author_domains(
                     &t.buffer.author_fields(),
@@ -335,9 +352,9 @@ impl Session {
                     Err(error) => error.kind().to_string(),
                 };
                 tracing::info!(
-                    queue_id = %queue_id,
+                    queue_id = %Escaped(queue_id),
                     client = %client,
-                    from = %from,
+                    from = %Escaped(&from),
                     skipped = %skip.reason(),
                     disposition = "accept",
                     "not checked"
@@ -352,9 +369,9 @@ impl Session {
             Checked::TooLarge { verdict, spf_pass } => {
                 warn_too_large(t, queue_id, &client);
                 tracing::info!(
-                    queue_id = %queue_id,
+                    queue_id = %Escaped(queue_id),
                     client = %client,
-                    from = %from_domains(verdict),
+                    from = %Escaped(&from_domains(verdict)),
                     spf = %verdict.spf.result.as_str(),
                     dkim = %"permerror",
                     dmarc = %if *spf_pass { "pass" } else { "none" },
@@ -366,12 +383,40 @@ impl Session {
         }
         Ok(decision.outcome)
     }
+
+    /// Hands the verdict and what was done to reporting, with the report
+    /// settings in force for this message.
+    fn report(
+        &self,
+        t: &Transaction,
+        verdict: &Verdict,
+        envelope: &Envelope,
+        queue_id: &str,
+        applied: &Applied,
+    ) {
+        let (Some(reporting), Some(settings)) =
+            (&self.shared.reporting, &t.active.config.reporting)
+        else {
+            return;
+        };
+        let raw = t.buffer.raw();
+        reporting.record(
+            settings,
+            verdict,
+            envelope,
+            &MessageFacts {
+                raw: &raw,
+                queue_id,
+            },
+            applied,
+        );
+    }
 }
 
 /// The warning for a message over `max_message_size`.
 fn warn_too_large(t: &Transaction, queue_id: &str, client: &str) {
     tracing::warn!(
-        queue_id = %queue_id,
+        queue_id = %Escaped(queue_id),
         client = %client,
         size = t.buffer.size(),
         max_message_size = t.active.config.max_message_size,
@@ -411,11 +456,12 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
     let would = wanted_disposition(verdict, config);
     if dry_run && would != Disposition::Accept {
         tracing::info!(
-            queue_id = %queue_id,
+            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %from_domains(verdict),
+            from = %Escaped(&from_domains(verdict)),
             spf = %verdict.spf.result.as_str(),
-            dkim = %dkim,
+            // d= is the sender's text: escaped like every such value.
+            dkim = %Escaped(&dkim),
             dmarc = %verdict.dmarc.as_str(),
             disposition = %disposition,
             would = %would.as_str(),
@@ -425,11 +471,12 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
         let quarantine_header_only =
             verdict.disposition == Disposition::Quarantine && matches!(action, Action::Accept);
         tracing::info!(
-            queue_id = %queue_id,
+            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %from_domains(verdict),
+            from = %Escaped(&from_domains(verdict)),
             spf = %verdict.spf.result.as_str(),
-            dkim = %dkim,
+            // d= is the sender's text: escaped like every such value.
+            dkim = %Escaped(&dkim),
             dmarc = %verdict.dmarc.as_str(),
             disposition = %if quarantine_header_only { "quarantine-header-only" } else { disposition },
             "verdict"

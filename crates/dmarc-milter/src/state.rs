@@ -4,6 +4,7 @@
 
 use crate::{
     config::{Config, ConfigError},
+    counters::Counters,
     reporting::Reporting,
 };
 use dmarc_verifier::Verifier;
@@ -53,16 +54,23 @@ pub(crate) struct Shared {
     /// Report recording, when `report_store` is set (opened once per run:
     /// changing the store needs a restart).
     pub(crate) reporting: Option<Reporting>,
+    /// What the caller of `run_with` reads.
+    pub(crate) counters: Arc<Counters>,
     inflight: watch::Sender<usize>,
     draining: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(active: Active, reporting: Option<Reporting>) -> Shared {
+    pub(crate) fn new(
+        active: Active,
+        reporting: Option<Reporting>,
+        counters: Arc<Counters>,
+    ) -> Shared {
         Shared {
             started: Arc::clone(&active.config),
             active: RwLock::new(Arc::new(active)),
             reporting,
+            counters,
             inflight: watch::Sender::new(0),
             draining: AtomicBool::new(false),
         }

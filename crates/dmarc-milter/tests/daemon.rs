@@ -71,27 +71,71 @@ fn check_config_refuses_a_bad_value_with_exit_2() {
 
 /// `--check-config` opens the report store: a file in a directory that
 /// does not exist is refused with exit 2, a good one is created.
+/// Issue 14 bug 1: `--check-config` reads the report store and never
+/// creates or changes a file (run as root, it would leave files the
+/// service user cannot write); a store it cannot read is a warning, not a
+/// reason to refuse the configuration, unless `report_store_required`.
 #[test]
-fn check_config_opens_the_report_store() {
+fn check_config_reads_the_report_store_without_writing() {
     let dir = TempDir::new("check-store");
     let path = dir.path().join("dmarc-milter.toml");
-    let store = |file: &Path| {
+    let store = |file: &Path, required: bool| {
         format!(
-            "report_store = \"{}\"\nreport_org_name = \"Test\"\nreport_email = \"dmarc@mx.test.example\"\n",
+            "report_store = \"{}\"\nreport_org_name = \"Test\"\nreport_email = \"dmarc@mx.test.example\"\nreport_store_required = {required}\n",
             file.display()
         )
     };
-    std::fs::write(&path, store(&dir.path().join("no/such/dir/r.db"))).unwrap();
+    let missing_dir = dir.path().join("no/such/dir/r.db");
+    std::fs::write(&path, store(&missing_dir, false)).unwrap();
+    let (code, out) = check_config(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("dmarc-milter: warning: report_store: "),
+        "{out}"
+    );
+    assert!(out.contains("no/such/dir"), "{out}");
+    std::fs::write(&path, store(&missing_dir, true)).unwrap();
     let (code, out) = check_config(&path);
     assert_eq!(code, 2, "{out}");
     assert!(out.starts_with("dmarc-milter: report_store: "), "{out}");
-    assert!(out.contains("no/such/dir"), "{out}");
 
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
     let db = dir.path().join("reports.db");
-    std::fs::write(&path, store(&db)).unwrap();
+    std::fs::write(&path, store(&db, true)).unwrap();
+    let before = listing();
     let (code, out) = check_config(&path);
     assert_eq!(code, 0, "{out}");
-    assert!(db.exists());
+    assert!(
+        out.contains("does not exist yet; it will be created at start"),
+        "{out}"
+    );
+    assert_eq!(listing(), before, "nothing created");
+
+    // An existing store, write-locked by another process: read all the
+    // same, nothing created beside it.
+    drop(dmarc_report::store::SqliteStore::open(&db).unwrap());
+    let locker = rusqlite_lock(&db);
+    let before = listing();
+    let (code, out) = check_config(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("report_store is ready"), "{out}");
+    assert_eq!(listing(), before);
+    drop(locker);
+}
+
+/// Holds SQLite's write lock on `db` (the daemon runs as another
+/// process).
+fn rusqlite_lock(db: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    connection
 }
 
 /// `dmarc-milter report` without reporting configured, or with a bad day,
@@ -115,8 +159,9 @@ fn report_command() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // A configuration error, like every other: exit 2 (issue 14 bug 5).
     let (code, _, err) = run(&[]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
         "dmarc-milter report: reporting is not configured: set report_store"
@@ -140,6 +185,36 @@ fn report_command() {
     let (code, out, err) = run(&["--day", "2026-11-21", "--no-deliver"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("0 policy domains: 0 reports made"), "{out}");
+
+    // Issue 14 bug 4: a day that has not ended (UTC) is refused; reporting
+    // it would mark it done and lose the rest of its mail.
+    let today = utc_date(std::time::SystemTime::now());
+    for day in [today.as_str(), "2999-01-01"] {
+        let (code, out, err) = run(&["--day", day, "--no-deliver"]);
+        assert_eq!(code, 2, "{day}: {out}{err}");
+        assert!(err.contains("has not ended yet"), "{err}");
+        assert!(out.is_empty(), "{out}");
+    }
+}
+
+/// `YYYY-MM-DD` of a time, in UTC.
+fn utc_date(time: std::time::SystemTime) -> String {
+    let days = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap() + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[test]

@@ -169,6 +169,13 @@ fn run(config: Config, run: ReportRun) -> ReportOutcome {
         .expect("report run")
 }
 
+/// A period around now, and a run at its end (a period must have ended to
+/// be reported).
+fn period_around_now() -> (Option<(i64, i64)>, i64) {
+    let now = unix_now();
+    (Some((now - 3_600, now + 3_600)), now + 3_600)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_become_aggregate_reports_delivered_over_smtp() {
     let sink = SmtpSink::start();
@@ -212,8 +219,7 @@ async fn verdicts_become_aggregate_reports_delivered_over_smtp() {
     let dns = TestDns::start(&zone).await.expect("test DNS");
     let config = Config::parse(&config_text(dns.addr(), &extra), "reports").expect("config");
 
-    let now = unix_now();
-    let period = Some((now - 3_600, now + 3_600));
+    let (period, now) = period_around_now();
     let outcome = run(
         config.clone(),
         ReportRun {
@@ -317,8 +323,7 @@ async fn a_failed_delivery_is_retried_on_the_next_run() {
     )
     .expect("config");
 
-    let now = unix_now();
-    let period = Some((now - 3_600, now + 3_600));
+    let (period, now) = period_around_now();
     let first = run(
         config,
         ReportRun {
@@ -426,4 +431,66 @@ async fn failure_reports_are_queued_and_rate_limited() {
         !report.contains(secret),
         "the body must not be sent: {report}"
     );
+}
+
+/// Issue 16 item 7: consent look-ups (RFC 9990 §4) are asked together and
+/// the run has one budget for them (`report_consent_budget`): ten
+/// destinations whose `_report._dmarc` questions never answer cost the
+/// budget once, not ten DNS timeouts, and their reports wait for the next
+/// run without an attempt counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_checks_share_one_budget_and_skip_what_it_does_not_cover() {
+    use dmarc_report::store::{MessageKind, OutgoingMessage, SqliteStore, Store};
+    let store_dir = TempDir::new("reports-budget");
+    let db = store_dir.path().join("reports.db");
+    let mut store = SqliteStore::open(&db).unwrap();
+    for n in 0..10 {
+        store
+            .queue_message(&OutgoingMessage {
+                kind: MessageKind::Aggregate,
+                policy_domain: "example.com".into(),
+                sender: "dmarc-noreply@mx.test.example".into(),
+                recipient: format!("agg@slow{n}.example"),
+                payload: b"Subject: x\r\n\r\nreport\r\n".to_vec(),
+                created: 1,
+            })
+            .unwrap();
+    }
+    drop(store);
+    let dns = TestDns::start(&demo_zone()).await.expect("test DNS");
+    for n in 0..10 {
+        dns.set_fault(
+            &format!("example.com._report._dmarc.slow{n}.example"),
+            None,
+            test_dns::Fault::Timeout,
+        );
+    }
+    let extra = format!(
+        "dns_timeout = 5\nreport_consent_budget = 1\nreport_store = \"{}\"\nreport_org_name = \"Test\"\nreport_email = \"dmarc-noreply@mx.test.example\"\nreport_transport = \"dir:{}\"\n",
+        db.display(),
+        store_dir.path().join("out").display()
+    );
+    let config = Config::parse(&config_text(dns.addr(), &extra), "budget").expect("config");
+    for _ in 0..2 {
+        let outcome = run(
+            config.clone(),
+            ReportRun {
+                period: None,
+                deliver: true,
+                now: unix_now(),
+            },
+        );
+        assert_eq!(outcome.delivered.skipped, 10, "{outcome}");
+        assert_eq!(outcome.delivered.deferred, 0, "{outcome}");
+    }
+    let mut store = SqliteStore::open(&db).unwrap();
+    let pending = store.pending_messages(0, 100).unwrap();
+    assert_eq!(pending.len(), 10);
+    assert!(pending.iter().all(|queued| queued.attempts == 0));
+    // Every question asked in each run (the resolver may retransmit).
+    let fewest = (0..10)
+        .map(|n| dns.query_count(&format!("example.com._report._dmarc.slow{n}.example")))
+        .min()
+        .unwrap();
+    assert!(fewest >= 2, "{fewest}");
 }

@@ -21,11 +21,25 @@
 //! mix: a forged message (550), a DKIM-signed newsletter (accepted, our
 //! header inserted, a forged Authentication-Results deleted) and a
 //! subdomain message (quarantined, hold).
+//!
+//! `hostile_senders_in_normal_traffic_with_a_locked_store` (issue 16) mixes
+//! hostile senders into that traffic (a domain with a 45 KB DMARC record of
+//! 2,000 report addresses asking for failure reports, messages with 64 KB
+//! of distinct addresses and 2 KB DKIM selectors) while the report store is
+//! write-locked for the middle third of the run. It checks that every
+//! normal message gets its verdict, that the report queue never holds more
+//! than its byte bound, that the live heap comes back down, and (short
+//! run) that no normal evaluation is dropped. Its short form (1,500
+//! messages) runs with the normal tests; the long one is ignored:
+//!
+//! ```sh
+//! DMARC_SOAK_HOSTILE_MESSAGES=300000 cargo test --ignore-rust-version --release -p dmarc-milter --test soak -- --ignored hostile --nocapture
+//! ```
 
 mod common;
 
 use common::*;
-use dmarc_milter::{reload_channel, Config, MilterListener};
+use dmarc_milter::{reload_channel, Config, Counters, MilterListener};
 use indymilter_test::{MacroStage, Status, TestConnection};
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -97,6 +111,7 @@ fn heap_kib() -> u64 {
 struct UnixMilter {
     socket: PathBuf,
     dns: TestDns,
+    counters: Arc<Counters>,
     _dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), dmarc_milter::Error>>>,
@@ -104,7 +119,11 @@ struct UnixMilter {
 
 impl UnixMilter {
     async fn start(extra: &str) -> UnixMilter {
-        let dns = TestDns::start(&demo_zone()).await.expect("test DNS");
+        UnixMilter::start_with_zone(&demo_zone(), extra).await
+    }
+
+    async fn start_with_zone(zone: &str, extra: &str) -> UnixMilter {
+        let dns = TestDns::start(zone).await.expect("test DNS");
         let dir = TempDir::new("soak");
         let socket = dir.path().join("milter.sock");
         let text = config_text(dns.addr(), extra).replacen(
@@ -119,12 +138,20 @@ impl UnixMilter {
             .expect("bind");
         let (_reloader, reloads) = reload_channel();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(dmarc_milter::run(listener, config, reloads, async move {
-            let _ = rx.await;
-        }));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(dmarc_milter::run_with(
+            listener,
+            config,
+            reloads,
+            async move {
+                let _ = rx.await;
+            },
+            Arc::clone(&counters),
+        ));
         UnixMilter {
             socket,
             dns,
+            counters,
             _dir: dir,
             shutdown: Some(tx),
             task: Some(task),
@@ -393,4 +420,194 @@ async fn a_million_messages_keep_rss_flat() {
         );
         assert_eq!(recorded, total, "every verdict recorded");
     }
+}
+
+// --- Hostile senders in normal traffic (issue 16) ---------------------------
+
+/// A domain whose DMARC record names 2,000 report addresses and asks for a
+/// failure report on any failure; its SPF fails every sender.
+fn hostile_zone() -> String {
+    let list = |prefix: &str| -> Vec<String> {
+        (0..1000)
+            .collect::<Vec<_>>()
+            .chunks(8)
+            .map(|chunk| {
+                let part: Vec<String> = chunk
+                    .iter()
+                    .map(|n| format!("mailto:{prefix}{n}@evil.example,"))
+                    .collect();
+                format!("\"{}\"", part.concat())
+            })
+            .collect()
+    };
+    let mut strings = vec!["\"v=DMARC1; p=none; fo=1; ruf=\"".to_string()];
+    strings.extend(list("f"));
+    strings.push("\"mailto:x@evil.example; rua=\"".to_string());
+    strings.extend(list("a"));
+    strings.push("\"mailto:y@evil.example\"".to_string());
+    format!(
+        "{}\nevil.example. IN SOA ns.evil.example. h.evil.example. 1 3600 900 604800 300\nevil.example. IN TXT \"v=spf1 -all\"\n_dmarc.evil.example. IN TXT ( {} )\n",
+        demo_zone(),
+        strings.join("\n ")
+    )
+}
+
+/// A hostile message: 64 KB of distinct addresses and a DKIM signature
+/// with a 2 KB selector.
+fn hostile_mail(n: u64) -> Mail {
+    let mut mail = Mail::parse(
+        b"From: boss@evil.example\r\nTo: someone@example.net\r\nSubject: urgent\r\n\r\nbody\r\n",
+    );
+    let addresses: String = (0..2_500)
+        .map(|i| format!(" u{n}x{i}@example.net"))
+        .collect();
+    mail.headers.push(("X-Addresses".to_string(), addresses));
+    mail.headers.push((
+        "DKIM-Signature".to_string(),
+        format!(
+            " v=1; a=rsa-sha256; d=evil.example; s={}; h=from; bh=AAAA; b=AAAA",
+            "s".repeat(2_000)
+        ),
+    ));
+    mail
+}
+
+/// Sends one hostile message on a connection of its own.
+async fn hostile_sender(milter: Arc<UnixMilter>, sent: Arc<AtomicU64>, until: u64) {
+    loop {
+        let n = sent.fetch_add(1, Ordering::Relaxed);
+        if n >= until {
+            return;
+        }
+        let mut conn = milter.connect("203.0.113.66", "mta.evil.example").await;
+        let (_, status) = send(&mut conn, "bounce@evil.example", None, &hostile_mail(n)).await;
+        assert_eq!(status, Status::Accept, "p=none: hostile message {n}");
+        conn.close().await.expect("close");
+    }
+}
+
+/// Normal traffic and hostile senders until `until` messages of each kind.
+async fn mixed_until(
+    milter: &Arc<UnixMilter>,
+    mix: &Arc<Mix>,
+    normal: &Arc<AtomicU64>,
+    hostile: &Arc<AtomicU64>,
+    until: u64,
+) {
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(hostile_sender(
+            Arc::clone(milter),
+            Arc::clone(hostile),
+            until / 4,
+        )));
+    }
+    run_until(milter, mix, normal, until, 4).await;
+    for task in tasks {
+        task.await.expect("hostile sender");
+    }
+    hostile.store(until / 4, Ordering::Relaxed);
+}
+
+async fn hostile_soak(total: u64) {
+    let store_dir = TempDir::new("soak-hostile");
+    let store_path = store_dir.path().join("reports.db");
+    drop(dmarc_report::store::SqliteStore::open(&store_path).expect("create the store"));
+    let queue_memory: u64 = 8 << 20;
+    let milter = Arc::new(
+        UnixMilter::start_with_zone(
+            &hostile_zone(),
+            &format!(
+                "max_connections = 64\nquarantine_action = \"header-only\"\nreport_store = \"{}\"\nreport_org_name = \"Soak\"\nreport_email = \"dmarc@mx.test.example\"\nreport_transport = \"dir:{}\"\nfailure_reports = true\nreport_queue_size = 1000000\nreport_queue_memory = \"8M\"\n",
+                store_path.display(),
+                store_dir.path().join("out").display()
+            ),
+        )
+        .await,
+    );
+    let newsletter = Mail::example("newsletter.eml").prepend(
+        "Authentication-Results",
+        &format!(" {MTA_NAME}; dmarc=pass header.from=example.com"),
+    );
+    let mix = Arc::new(Mix {
+        forged: Mail::example("forged.eml"),
+        newsletter,
+        subdomain: Mail::example("subdomain.eml"),
+    });
+    let normal = Arc::new(AtomicU64::new(0));
+    let hostile = Arc::new(AtomicU64::new(0));
+    let report = Arc::clone(&milter.counters.report);
+    let start = Instant::now();
+
+    // A third, then a third with the store write-locked, then the rest.
+    let thirds = [total / 3, 2 * total / 3, total];
+    mixed_until(&milter, &mix, &normal, &hostile, thirds[0]).await;
+    // After the first third: the DNS cache and SQLite's page caches (2 MiB
+    // per connection) are warm.
+    let heap_start = heap_kib();
+    let locker = rusqlite::Connection::open(&store_path).expect("open");
+    locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    mixed_until(&milter, &mix, &normal, &hostile, thirds[1]).await;
+    let locked = report.snapshot();
+    drop(locker);
+    mixed_until(&milter, &mix, &normal, &hostile, thirds[2]).await;
+    let milter = Arc::into_inner(milter).expect("last reference");
+    let counters = Arc::clone(&milter.counters);
+    milter.stop().await;
+    let end = report.snapshot();
+    let heap_end = heap_kib();
+    println!(
+        "soak (hostile): {total} normal and {} hostile messages in {:.1?}; queue {} KiB at the end of the locked third (bound {} KiB); live heap {heap_start} KiB after the first third, {heap_end} KiB at the end; {:?}",
+        total / 4,
+        start.elapsed(),
+        locked.queue_bytes / 1024,
+        queue_memory / 1024,
+        end
+    );
+    assert!(locked.queue_bytes <= queue_memory, "{locked:?}");
+    // The failure reports stay within their limits: per recipient and
+    // hour, five addresses of one domain, a domain's hourly limit.
+    assert!(end.failure_reports_built <= 20, "{end:?}");
+    assert!(
+        end.failure_reports_limited_domain > 0 || total < 40,
+        "{end:?}"
+    );
+    assert!(end.destinations_dropped > 0, "{end:?}");
+    assert_eq!(end.failure_jobs_dropped, 0, "{end:?}");
+    assert_eq!(
+        counters.forged_auth_results_refused.load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        end.records_committed + end.records_abandoned,
+        end.records_queued
+    );
+    assert!(
+        heap_end <= heap_start + 8 * 1024,
+        "live heap from {heap_start} KiB to {heap_end} KiB"
+    );
+    let mut store = dmarc_report::store::SqliteStore::open(&store_path).expect("store");
+    use dmarc_report::store::Store as _;
+    let normal_recorded = store
+        .records("example.com", 0, i64::MAX)
+        .expect("records")
+        .len() as u64;
+    if end.records_dropped == 0 {
+        assert_eq!(normal_recorded, total, "every normal verdict recorded");
+    } else {
+        assert!(normal_recorded + end.records_dropped >= total);
+    }
+}
+
+/// The short form, with the normal tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_senders_in_normal_traffic_with_a_locked_store() {
+    hostile_soak(env_number("DMARC_SOAK_HOSTILE_SHORT", 1_500)).await;
+}
+
+/// The long form: see the module documentation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "soak: minutes in release; see the module documentation"]
+async fn hostile_senders_in_normal_traffic_with_a_locked_store_long() {
+    hostile_soak(env_number("DMARC_SOAK_HOSTILE_MESSAGES", 300_000)).await;
 }

@@ -8,6 +8,13 @@
 //! and the same gzip bytes, so a report generated twice (a re-send, or two
 //! MX hosts sharing one store) is byte for byte the same report.
 //!
+//! A report is written as its rows come ([`ReportWriter`]): the XML goes
+//! straight into the gzip encoder, so making a report from the store
+//! (which groups and sorts the rows itself) holds one row at a time and
+//! the compressed report, whatever the number of messages.
+//! [`AggregateReport::build`] groups records in memory first, for callers
+//! that have them.
+//!
 //! # Decisions
 //!
 //! - **`report_id`** (RFC 9990 §3.5.1 `ridfmt`):
@@ -49,8 +56,8 @@
 //!   `policy` does not exist (written `neutral`).
 
 use crate::model::{
-    ActionDisposition, AlignedWord, DkimAuth, DkimWord, EvaluationRecord, OverrideWord,
-    PolicyOverride, PublishedPolicy, SpfAuth, SpfScopeWord, SpfWord,
+    ActionDisposition, AlignedWord, DkimAuth, EvaluationRecord, OverrideWord, PolicyOverride,
+    PublishedPolicy, SpfAuth, SpfScopeWord, SpfWord,
 };
 use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
@@ -154,7 +161,7 @@ pub struct Row {
 }
 
 /// An aggregate report for one policy domain and one period, ready to be
-/// written as XML and mailed.
+/// mailed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateReport {
     reporter: ReporterInfo,
@@ -162,10 +169,144 @@ pub struct AggregateReport {
     begin: i64,
     end: i64,
     report_id: String,
-    rows: BTreeMap<Row, u64>,
     format: ReportFormat,
-    /// The XML compressed, made once by `build`.
+    /// The XML compressed.
     gzip: Vec<u8>,
+    message_count: u64,
+    row_count: u64,
+    /// The rows, for a report built in memory ([`AggregateReport::build`]).
+    rows: Vec<(Row, u64)>,
+}
+
+/// Writes one report as its rows come: the header and `policy_published`
+/// at once, then each row, everything into the gzip encoder.
+///
+/// Rows must come grouped (each distinct [`Row`] once) and in a fixed
+/// order for the report to be deterministic; the store's
+/// [`report_rows`](crate::store::Store::report_rows) gives them so.
+pub struct ReportWriter {
+    reporter: ReporterInfo,
+    policy: PublishedPolicy,
+    begin: i64,
+    end: i64,
+    report_id: String,
+    format: ReportFormat,
+    xml: XmlWriter,
+    encoder: flate2::write::GzEncoder<Vec<u8>>,
+    message_count: u64,
+    row_count: u64,
+}
+
+impl std::fmt::Debug for ReportWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportWriter")
+            .field("report_id", &self.report_id)
+            .field("rows", &self.row_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReportWriter {
+    /// Starts the report of `policy` (its latest published policy, RFC 9990
+    /// §3.1) for `[begin, end)`.
+    pub fn new(
+        reporter: &ReporterInfo,
+        policy: &PublishedPolicy,
+        begin: i64,
+        end: i64,
+        format: ReportFormat,
+    ) -> ReportWriter {
+        let mut policy = policy.clone();
+        policy.domain = policy.domain.to_ascii_lowercase();
+        let last = last_second(begin, end);
+        let report_id = format!(
+            "{}!{begin}!{last}@{}",
+            mail::dot_atom(&policy.domain),
+            mail::dot_atom(&reporter.domain)
+        );
+        let mut writer = ReportWriter {
+            reporter: reporter.clone(),
+            policy,
+            begin,
+            end,
+            report_id,
+            format,
+            xml: XmlWriter::default(),
+            encoder: mail::gzip_encoder(),
+            message_count: 0,
+            row_count: 0,
+        };
+        writer.write_head();
+        writer
+    }
+
+    /// Writes one row counting `count` messages.
+    pub fn push(&mut self, row: &Row, count: u64) {
+        write_record(&mut self.xml, self.format, row, count);
+        self.message_count = self.message_count.saturating_add(count);
+        self.row_count += 1;
+        self.drain();
+    }
+
+    /// Ends the document; `None` when no row was written (RFC 9990 §3.1.1:
+    /// a report has at least one record).
+    pub fn finish(mut self) -> Option<AggregateReport> {
+        if self.row_count == 0 {
+            return None;
+        }
+        self.xml.close("feedback");
+        self.drain();
+        Some(AggregateReport {
+            reporter: self.reporter,
+            policy: self.policy,
+            begin: self.begin,
+            end: self.end,
+            report_id: self.report_id,
+            format: self.format,
+            gzip: mail::gzip_finish(self.encoder),
+            message_count: self.message_count,
+            row_count: self.row_count,
+            rows: Vec::new(),
+        })
+    }
+
+    /// Moves the XML written so far into the encoder.
+    fn drain(&mut self) {
+        mail::gzip_write(&mut self.encoder, self.xml.out.as_bytes());
+        self.xml.out.clear();
+    }
+
+    fn write_head(&mut self) {
+        let rfc9990 = self.format == ReportFormat::Rfc9990;
+        let xml = &mut self.xml;
+        xml.out
+            .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        if rfc9990 {
+            xml.open_tag(&format!("feedback xmlns=\"{NAMESPACE}\""));
+            // RFC 9990 §3.1.1: `version` "MUST have the value 1.0".
+            xml.leaf("version", "1.0");
+        } else {
+            xml.open("feedback");
+        }
+
+        xml.open("report_metadata");
+        xml.leaf("org_name", &self.reporter.org_name);
+        xml.leaf("email", &self.reporter.email);
+        if let Some(extra) = &self.reporter.extra_contact_info {
+            xml.leaf("extra_contact_info", extra);
+        }
+        xml.leaf("report_id", &self.report_id);
+        xml.open("date_range");
+        xml.leaf("begin", &self.begin.to_string());
+        xml.leaf("end", &last_second(self.begin, self.end).to_string());
+        xml.close("date_range");
+        if rfc9990 {
+            xml.leaf("generator", &self.reporter.generator);
+        }
+        xml.close("report_metadata");
+        write_policy_published(xml, self.format, &self.policy);
+        self.drain();
+    }
 }
 
 impl AggregateReport {
@@ -204,25 +345,12 @@ impl AggregateReport {
             *rows.entry(row_of(record)).or_insert(0u64) += 1;
         }
         let (_, policy) = latest?;
-        let mut policy = policy.clone();
-        policy.domain = policy.domain.to_ascii_lowercase();
-        let last = last_second(begin, end);
-        let report_id = format!(
-            "{}!{begin}!{last}@{}",
-            mail::dot_atom(&policy.domain),
-            mail::dot_atom(&reporter.domain)
-        );
-        let mut report = AggregateReport {
-            reporter: reporter.clone(),
-            policy,
-            begin,
-            end,
-            report_id,
-            rows,
-            format,
-            gzip: Vec::new(),
-        };
-        report.gzip = mail::gzip(report.to_xml().as_bytes());
+        let mut writer = ReportWriter::new(reporter, policy, begin, end, format);
+        for (row, count) in &rows {
+            writer.push(row, *count);
+        }
+        let mut report = writer.finish()?;
+        report.rows = rows.into_iter().collect();
         Some(report)
     }
 
@@ -262,184 +390,32 @@ impl AggregateReport {
         self.format
     }
 
-    /// The rows with their message counts, in report order.
+    /// The rows with their message counts, in report order, of a report
+    /// built in memory with [`AggregateReport::build`]; empty for one
+    /// written from the store by a [`ReportWriter`] (read its XML).
     pub fn rows(&self) -> impl Iterator<Item = (&Row, u64)> {
         self.rows.iter().map(|(row, count)| (row, *count))
     }
 
+    /// How many rows the report has.
+    pub fn row_count(&self) -> u64 {
+        self.row_count
+    }
+
     /// How many messages the report covers (the sum of the row counts).
     pub fn message_count(&self) -> u64 {
-        self.rows.values().sum()
+        self.message_count
     }
 
     /// The XML document (UTF-8, LF line endings), in the schema of
-    /// [`AggregateReport::format`], starting with the XML declaration.
+    /// [`AggregateReport::format`], starting with the XML declaration
+    /// (the gzip file, decompressed).
     pub fn to_xml(&self) -> String {
-        let rfc9990 = self.format == ReportFormat::Rfc9990;
-        let mut xml = XmlWriter::default();
-        xml.out
-            .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        if rfc9990 {
-            xml.open_tag(&format!("feedback xmlns=\"{NAMESPACE}\""));
-            // RFC 9990 §3.1.1: `version` "MUST have the value 1.0".
-            xml.leaf("version", "1.0");
-        } else {
-            xml.open("feedback");
-        }
-
-        xml.open("report_metadata");
-        xml.leaf("org_name", &self.reporter.org_name);
-        xml.leaf("email", &self.reporter.email);
-        if let Some(extra) = &self.reporter.extra_contact_info {
-            xml.leaf("extra_contact_info", extra);
-        }
-        xml.leaf("report_id", &self.report_id);
-        xml.open("date_range");
-        xml.leaf("begin", &self.begin.to_string());
-        xml.leaf("end", &last_second(self.begin, self.end).to_string());
-        xml.close("date_range");
-        if rfc9990 {
-            xml.leaf("generator", &self.reporter.generator);
-        }
-        xml.close("report_metadata");
-
-        self.write_policy_published(&mut xml);
-        for (row, count) in &self.rows {
-            self.write_record(&mut xml, row, *count);
-        }
-        xml.close("feedback");
-        xml.out
-    }
-
-    fn write_policy_published(&self, xml: &mut XmlWriter) {
-        let policy = &self.policy;
-        // RFC 9990 §3.1.1: "Unspecified tags have their default values", so
-        // sp falls back to p and np to sp (RFC 9989 §4.7).
-        let sp = policy.sp.unwrap_or(policy.p);
-        xml.open("policy_published");
-        xml.leaf("domain", &policy.domain);
-        match self.format {
-            ReportFormat::Rfc9990 => {
-                xml.leaf("discovery_method", policy.discovery_method.as_str());
-                xml.leaf("p", policy.p.as_str());
-                xml.leaf("sp", sp.as_str());
-                xml.leaf("np", policy.np.unwrap_or(sp).as_str());
-                xml.leaf("fo", &policy.fo);
-                xml.leaf("adkim", policy.adkim.as_str());
-                xml.leaf("aspf", policy.aspf.as_str());
-                xml.leaf("testing", if policy.testing { "y" } else { "n" });
-            }
-            ReportFormat::Rfc7489 => {
-                xml.leaf("adkim", policy.adkim.as_str());
-                xml.leaf("aspf", policy.aspf.as_str());
-                xml.leaf("p", policy.p.as_str());
-                xml.leaf("sp", sp.as_str());
-                xml.leaf("pct", &policy.pct.to_string());
-                xml.leaf("fo", &policy.fo);
-            }
-        }
-        xml.close("policy_published");
-    }
-
-    fn write_record(&self, xml: &mut XmlWriter, row: &Row, count: u64) {
-        let rfc9990 = self.format == ReportFormat::Rfc9990;
-        xml.open("record");
-        xml.open("row");
-        xml.leaf("source_ip", &row.source_ip.to_string());
-        xml.leaf("count", &count.to_string());
-        xml.open("policy_evaluated");
-        let disposition = match (self.format, row.disposition) {
-            // RFC 7489 Appendix C knows no `pass` disposition: no action.
-            (ReportFormat::Rfc7489, ActionDisposition::Pass) => ActionDisposition::None,
-            (_, disposition) => disposition,
-        };
-        xml.leaf("disposition", disposition.as_str());
-        xml.leaf("dkim", row.dkim_aligned.as_str());
-        xml.leaf("spf", row.spf_aligned.as_str());
-        for reason in &row.reasons {
-            let (kind, comment) = match self.format {
-                ReportFormat::Rfc9990 => (reason.kind.as_str(), reason.comment.as_deref()),
-                ReportFormat::Rfc7489 => rfc7489_reason(reason),
-            };
-            xml.open("reason");
-            xml.leaf("type", kind);
-            if let Some(comment) = comment {
-                xml.leaf("comment", comment);
-            }
-            xml.close("reason");
-        }
-        xml.close("policy_evaluated");
-        xml.close("row");
-
-        xml.open("identifiers");
-        if rfc9990 {
-            xml.leaf("header_from", &row.header_from);
-            if let Some(envelope_from) = &row.envelope_from {
-                xml.leaf("envelope_from", envelope_from);
-            }
-            if let Some(envelope_to) = &row.envelope_to {
-                xml.leaf("envelope_to", envelope_to);
-            }
-        } else {
-            if let Some(envelope_to) = &row.envelope_to {
-                xml.leaf("envelope_to", envelope_to);
-            }
-            // Required by RFC 7489 Appendix C.
-            xml.leaf("envelope_from", row.envelope_from.as_deref().unwrap_or(""));
-            xml.leaf("header_from", &row.header_from);
-        }
-        xml.close("identifiers");
-
-        xml.open("auth_results");
-        for dkim in &row.dkim {
-            xml.open("dkim");
-            xml.leaf("domain", &dkim.domain);
-            // RFC 9990 §3.1.1: the selector is required, even when empty.
-            xml.leaf("selector", &dkim.selector);
-            xml.leaf("result", dkim.result.as_str());
-            if let Some(human) = &dkim.human_result {
-                xml.leaf("human_result", human);
-            }
-            xml.close("dkim");
-        }
-        match (&row.spf, self.format) {
-            (Some(spf), ReportFormat::Rfc9990) => {
-                xml.open("spf");
-                xml.leaf("domain", &spf.domain);
-                // The schema allows only `mfrom`; a HELO result has no scope.
-                if spf.scope == SpfScopeWord::MailFrom {
-                    xml.leaf("scope", spf.scope.as_str());
-                }
-                xml.leaf("result", spf.result.as_str());
-                if let Some(human) = &spf.human_result {
-                    xml.leaf("human_result", human);
-                }
-                xml.close("spf");
-            }
-            (None, ReportFormat::Rfc9990) => {}
-            (spf, ReportFormat::Rfc7489) => {
-                // RFC 7489 Appendix C requires at least one SPF result.
-                let (domain, scope, result) = match spf {
-                    Some(spf) => (spf.domain.as_str(), spf.scope, spf.result),
-                    None => (
-                        row.envelope_from.as_deref().unwrap_or(""),
-                        SpfScopeWord::MailFrom,
-                        SpfWord::None,
-                    ),
-                };
-                let result = match result {
-                    SpfWord::Policy => SpfWord::Neutral,
-                    result => result,
-                };
-                xml.open("spf");
-                xml.leaf("domain", domain);
-                xml.leaf("scope", scope.as_str());
-                xml.leaf("result", result.as_str());
-                xml.close("spf");
-            }
-        }
-        xml.close("auth_results");
-        xml.close("record");
+        let mut xml = String::new();
+        let mut decoder = flate2::read::GzDecoder::new(self.gzip.as_slice());
+        // Decompressing what this module compressed, in memory.
+        let _ = std::io::Read::read_to_string(&mut decoder, &mut xml);
+        xml
     }
 
     /// The XML compressed with gzip (RFC 1952), with a zero modification
@@ -528,7 +504,7 @@ impl AggregateReport {
             mail::utc_text(self.begin),
             mail::utc_text(last_second(self.begin, self.end)),
             self.message_count(),
-            self.rows.len(),
+            self.row_count,
             self.report_id,
         );
 
@@ -569,59 +545,159 @@ impl AggregateReport {
     }
 }
 
+/// `policy_published` (RFC 9990 §3.1.1).
+fn write_policy_published(xml: &mut XmlWriter, format: ReportFormat, policy: &PublishedPolicy) {
+    // RFC 9990 §3.1.1: "Unspecified tags have their default values", so
+    // sp falls back to p and np to sp (RFC 9989 §4.7).
+    let sp = policy.sp.unwrap_or(policy.p);
+    xml.open("policy_published");
+    xml.leaf("domain", &policy.domain);
+    match format {
+        ReportFormat::Rfc9990 => {
+            xml.leaf("discovery_method", policy.discovery_method.as_str());
+            xml.leaf("p", policy.p.as_str());
+            xml.leaf("sp", sp.as_str());
+            xml.leaf("np", policy.np.unwrap_or(sp).as_str());
+            xml.leaf("fo", &policy.fo);
+            xml.leaf("adkim", policy.adkim.as_str());
+            xml.leaf("aspf", policy.aspf.as_str());
+            xml.leaf("testing", if policy.testing { "y" } else { "n" });
+        }
+        ReportFormat::Rfc7489 => {
+            xml.leaf("adkim", policy.adkim.as_str());
+            xml.leaf("aspf", policy.aspf.as_str());
+            xml.leaf("p", policy.p.as_str());
+            xml.leaf("sp", sp.as_str());
+            xml.leaf("pct", &policy.pct.to_string());
+            xml.leaf("fo", &policy.fo);
+        }
+    }
+    xml.close("policy_published");
+}
+
+/// One `record` element.
+fn write_record(xml: &mut XmlWriter, format: ReportFormat, row: &Row, count: u64) {
+    let rfc9990 = format == ReportFormat::Rfc9990;
+    xml.open("record");
+    xml.open("row");
+    xml.leaf("source_ip", &row.source_ip.to_string());
+    xml.leaf("count", &count.to_string());
+    xml.open("policy_evaluated");
+    let disposition = match (format, row.disposition) {
+        // RFC 7489 Appendix C knows no `pass` disposition: no action.
+        (ReportFormat::Rfc7489, ActionDisposition::Pass) => ActionDisposition::None,
+        (_, disposition) => disposition,
+    };
+    xml.leaf("disposition", disposition.as_str());
+    xml.leaf("dkim", row.dkim_aligned.as_str());
+    xml.leaf("spf", row.spf_aligned.as_str());
+    for reason in &row.reasons {
+        let (kind, comment) = match format {
+            ReportFormat::Rfc9990 => (reason.kind.as_str(), reason.comment.as_deref()),
+            ReportFormat::Rfc7489 => rfc7489_reason(reason),
+        };
+        xml.open("reason");
+        xml.leaf("type", kind);
+        if let Some(comment) = comment {
+            xml.leaf("comment", comment);
+        }
+        xml.close("reason");
+    }
+    xml.close("policy_evaluated");
+    xml.close("row");
+
+    xml.open("identifiers");
+    if rfc9990 {
+        xml.leaf("header_from", &row.header_from);
+        if let Some(envelope_from) = &row.envelope_from {
+            xml.leaf("envelope_from", envelope_from);
+        }
+        if let Some(envelope_to) = &row.envelope_to {
+            xml.leaf("envelope_to", envelope_to);
+        }
+    } else {
+        if let Some(envelope_to) = &row.envelope_to {
+            xml.leaf("envelope_to", envelope_to);
+        }
+        // Required by RFC 7489 Appendix C.
+        xml.leaf("envelope_from", row.envelope_from.as_deref().unwrap_or(""));
+        xml.leaf("header_from", &row.header_from);
+    }
+    xml.close("identifiers");
+
+    xml.open("auth_results");
+    for dkim in &row.dkim {
+        xml.open("dkim");
+        xml.leaf("domain", &dkim.domain);
+        // RFC 9990 §3.1.1: the selector is required, even when empty.
+        xml.leaf("selector", &dkim.selector);
+        xml.leaf("result", dkim.result.as_str());
+        if let Some(human) = &dkim.human_result {
+            xml.leaf("human_result", human);
+        }
+        xml.close("dkim");
+    }
+    match (&row.spf, format) {
+        (Some(spf), ReportFormat::Rfc9990) => {
+            xml.open("spf");
+            xml.leaf("domain", &spf.domain);
+            // The schema allows only `mfrom`; a HELO result has no scope.
+            if spf.scope == SpfScopeWord::MailFrom {
+                xml.leaf("scope", spf.scope.as_str());
+            }
+            xml.leaf("result", spf.result.as_str());
+            if let Some(human) = &spf.human_result {
+                xml.leaf("human_result", human);
+            }
+            xml.close("spf");
+        }
+        (None, ReportFormat::Rfc9990) => {}
+        (spf, ReportFormat::Rfc7489) => {
+            // RFC 7489 Appendix C requires at least one SPF result.
+            let (domain, scope, result) = match spf {
+                Some(spf) => (spf.domain.as_str(), spf.scope, spf.result),
+                None => (
+                    row.envelope_from.as_deref().unwrap_or(""),
+                    SpfScopeWord::MailFrom,
+                    SpfWord::None,
+                ),
+            };
+            let result = match result {
+                SpfWord::Policy => SpfWord::Neutral,
+                result => result,
+            };
+            xml.open("spf");
+            xml.leaf("domain", domain);
+            xml.leaf("scope", scope.as_str());
+            xml.leaf("result", result.as_str());
+            xml.close("spf");
+        }
+    }
+    xml.close("auth_results");
+    xml.close("record");
+}
+
 /// The last second of the half-open period `[begin, end)`.
 fn last_second(begin: i64, end: i64) -> i64 {
     end.saturating_sub(1).max(begin)
 }
 
-/// The row a record is counted in.
+/// The row a record is counted in: its facts in normal form
+/// ([`EvaluationRecord::normalized`]), so that the same facts are one row
+/// whatever their case or the order of the signatures.
 fn row_of(record: &EvaluationRecord) -> Row {
-    let lower = |domain: &Option<String>| domain.as_deref().map(str::to_ascii_lowercase);
-    let header_from = record.header_from.to_ascii_lowercase();
-    let mut dkim: Vec<DkimAuth> = record
-        .dkim
-        .iter()
-        .map(|dkim| DkimAuth {
-            domain: dkim.domain.to_ascii_lowercase(),
-            ..dkim.clone()
-        })
-        .collect();
-    // RFC 9990 §3.1.3: passing signatures of the Author Domain first
-    // (exact, then parent or child), then other passes, then the rest;
-    // then by content, so the header order of the signatures does not
-    // split rows.
-    dkim.sort_by(|a, b| {
-        dkim_rank(a, &header_from)
-            .cmp(&dkim_rank(b, &header_from))
-            .then_with(|| a.cmp(b))
-    });
-    dkim.truncate(MAX_DKIM_PER_ROW);
+    let record = record.clone().normalized();
     Row {
-        source_ip: record.source_ip.to_canonical(),
-        header_from,
-        envelope_from: lower(&record.envelope_from),
-        envelope_to: lower(&record.envelope_to),
+        source_ip: record.source_ip,
+        header_from: record.header_from,
+        envelope_from: record.envelope_from,
+        envelope_to: record.envelope_to,
         disposition: record.disposition,
         dkim_aligned: record.dkim_aligned,
         spf_aligned: record.spf_aligned,
-        reasons: record.reasons.clone(),
-        spf: record.spf.as_ref().map(|spf| SpfAuth {
-            domain: spf.domain.to_ascii_lowercase(),
-            ..spf.clone()
-        }),
-        dkim,
-    }
-}
-
-/// RFC 9990 §3.1.3 preference, lower first. Relaxed alignment proper needs
-/// the Organizational Domain; for ordering, a parent or child of the Author
-/// Domain stands in for it.
-fn dkim_rank(dkim: &DkimAuth, header_from: &str) -> u8 {
-    match dkim.result {
-        DkimWord::Pass if dkim.domain == header_from => 0,
-        DkimWord::Pass if related_domains(&dkim.domain, header_from) => 1,
-        DkimWord::Pass => 2,
-        _ => 3,
+        reasons: record.reasons,
+        spf: record.spf,
+        dkim: record.dkim,
     }
 }
 

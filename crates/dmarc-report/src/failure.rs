@@ -43,12 +43,25 @@
 //! `include_body` it is `message/rfc822`, with `http` defanged to `hxxp`
 //! (RFC 9991 §7.3); a body that cannot travel as 7bit or 8bit (lines over
 //! 998 octets) is dropped and the headers alone are sent. With
-//! `redact_local_parts` (the default) every address local-part (the text
-//! before an `@`) is replaced by `redactedN`, the same local-part by the
+//! `redact_local_parts` (the default) every address local part that an
+//! RFC 5322 parser finds (see [`crate::redact`]: quoted local parts,
+//! comments, non-ASCII, VERP tails, addresses in display names and
+//! encoded words) is replaced by `redactedN`, the same local part by the
 //! same token within one report so the Domain Owner can still tell the
-//! addresses apart, except in the fields that carry message identifiers
-//! (`Message-ID`, `In-Reply-To`, `References`, `Content-ID`,
-//! `Resent-Message-ID`), which the Domain Owner needs to find the message.
+//! addresses apart: in the sample and in the feedback fields
+//! (`Original-Mail-From`, `Authentication-Results`), except in the fields
+//! that carry message identifiers (`Message-ID`, `In-Reply-To`,
+//! `References`, `Content-ID`, `Resent-Message-ID`), which the Domain
+//! Owner needs to find the message.
+//!
+//! # Size
+//!
+//! A report is at most [`FailureConfig::max_size`] octets (64 KiB by
+//! default) whatever the message: RFC 9991 reports are about headers, and
+//! the sample is cut, at a line boundary, to fit (the text part says so).
+//! The caller should hand over no more of the message than that (the
+//! milter copies at most `max_size` octets), which also bounds the cost
+//! of redaction, itself linear.
 //!
 //! # Hostile input
 //!
@@ -65,8 +78,12 @@ use crate::model::{
     ActionDisposition, AlignedWord, DkimAuth, DkimWord, DmarcWord, EvaluationRecord, SpfAuth,
     SpfScopeWord, SpfWord,
 };
+use crate::redact::{mode_of_field, Mode, Redactor};
 use dmarc_verifier::auth_results::{quote_value, AuthResults};
 use std::fmt::Write as _;
+
+mod job;
+pub use job::{capped_sample, BuiltReports, FailureJob};
 
 /// The kind of failure a report is about (the RFC 6591 §3 `Auth-Failure`
 /// field).
@@ -230,16 +247,29 @@ pub struct FailureConfig {
     pub include_body: bool,
     /// Replace address local-parts (RFC 6590). Default true.
     pub redact_local_parts: bool,
+    /// The largest report mail, in octets ([`DEFAULT_MAX_REPORT_SIZE`]):
+    /// the sample is cut to fit.
+    pub max_size: usize,
 }
 
+/// The default [`FailureConfig::max_size`]: 64 KiB.
+pub const DEFAULT_MAX_REPORT_SIZE: usize = 64 * 1024;
+
+/// What a report mail holds besides its text part, feedback fields,
+/// Subject and sample: the other header fields (From and To of at most
+/// [`MAX_FIELD_VALUE`] characters each, Date, Message-ID, MIME), the part
+/// headers and the boundaries. A test checks it is enough.
+const MAIL_OVERHEAD: usize = 2048;
+
 impl FailureConfig {
-    /// The defaults: headers only, local-parts redacted.
+    /// The defaults: headers only, local-parts redacted, 64 KiB at most.
     pub fn new(authserv_id: impl Into<String>) -> FailureConfig {
         FailureConfig {
             authserv_id: authserv_id.into(),
             user_agent: concat!("dmarc-milter/", env!("CARGO_PKG_VERSION")).to_string(),
             include_body: false,
             redact_local_parts: true,
+            max_size: DEFAULT_MAX_REPORT_SIZE,
         }
     }
 }
@@ -308,10 +338,15 @@ pub struct FailureReport {
     subject: String,
     text: String,
     time: i64,
+    truncated: bool,
 }
 
 /// The longest value written into one header or feedback field.
 const MAX_FIELD_VALUE: usize = 255;
+
+/// The longest Authentication-Results written into the feedback part
+/// (cut at a line boundary).
+const MAX_AUTH_RESULTS: usize = 4096;
 
 /// Fields whose `@` is part of a message identifier, not an address.
 const IDENTIFIER_FIELDS: &[&str] = &[
@@ -327,16 +362,16 @@ impl FailureReport {
     /// fields written and the redaction applied).
     pub fn build(input: &FailureInput<'_>, config: &FailureConfig) -> FailureReport {
         let record = input.record;
-        let feedback = feedback_fields(input, config);
-
         let mut redactor = Redactor::new(config.redact_local_parts);
+        let feedback = feedback_fields(input, config, &mut redactor);
+
         let headers = header_section(input.headers, &mut redactor);
-        let mut note = None;
-        let (sample, sample_kind) = match (config.include_body, input.body) {
+        let mut notes = Vec::new();
+        let (mut sample, sample_kind) = match (config.include_body, input.body) {
             (true, Some(body)) => {
                 let body = body_lines(body, &mut redactor);
                 if body.iter().any(|line| line.len() > 998) {
-                    note = Some("The body was left out: it has lines over 998 octets.");
+                    notes.push("The body was left out: it has lines over 998 octets.");
                     (join_lines(&headers), SampleKind::Headers)
                 } else {
                     let mut message = join_lines(&headers);
@@ -368,11 +403,26 @@ impl FailureReport {
             }
             SampleKind::Message => text.push_str("The message is included.\r\n"),
         }
-        if let Some(note) = note {
-            let _ = write!(text, "{note}\r\n");
-        }
         if config.redact_local_parts {
             text.push_str("Address local-parts are redacted (RFC 6590).\r\n");
+        }
+
+        // The size cap: what the sample may take once encoded.
+        const CUT_NOTE: &str = "The sample was cut at a line boundary to keep this report small.";
+        let overhead = text.len()
+            + notes.iter().map(|note| note.len() + 2).sum::<usize>()
+            + CUT_NOTE.len()
+            + 2
+            + feedback.len()
+            + subject.len()
+            + MAIL_OVERHEAD;
+        let budget = config.max_size.saturating_sub(overhead);
+        let truncated = cut_to_fit(&mut sample, sample_kind, budget);
+        if truncated {
+            notes.push(CUT_NOTE);
+        }
+        for note in notes {
+            let _ = write!(text, "{note}\r\n");
         }
         FailureReport {
             auth_failure: input.auth_failure,
@@ -382,7 +432,14 @@ impl FailureReport {
             subject,
             text,
             time: record.time,
+            truncated,
         }
+    }
+
+    /// Whether the sample was cut to keep the report within
+    /// [`FailureConfig::max_size`].
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// The kind of failure reported.
@@ -440,12 +497,12 @@ impl FailureReport {
             self.time,
             sample_hash,
             mail::fnv64(to.as_bytes()) & 0xffff_ffff,
-            mail::dot_atom(message_id_domain)
+            mail::dot_atom(&field_value(message_id_domain))
         );
 
         let mut out = String::new();
-        mail::header(&mut out, "From", &mail::header_text(from));
-        mail::header(&mut out, "To", &mail::header_text(to));
+        mail::header(&mut out, "From", &field_value(from));
+        mail::header(&mut out, "To", &field_value(to));
         mail::header(&mut out, "Subject", &self.subject);
         mail::header(&mut out, "Date", &mail::rfc5322_date(date));
         mail::header(&mut out, "Message-ID", &message_id);
@@ -483,8 +540,13 @@ impl FailureReport {
     }
 }
 
-/// The `message/feedback-report` fields, each ended with CRLF.
-fn feedback_fields(input: &FailureInput<'_>, config: &FailureConfig) -> String {
+/// The `message/feedback-report` fields, each ended with CRLF; the
+/// addresses in them redacted by `redactor`.
+fn feedback_fields(
+    input: &FailureInput<'_>,
+    config: &FailureConfig,
+    redactor: &mut Redactor,
+) -> String {
     let record = input.record;
     let mut out = String::new();
     let mut field = |name: &str, value: &str| {
@@ -495,13 +557,15 @@ fn feedback_fields(input: &FailureInput<'_>, config: &FailureConfig) -> String {
     field("Version", "1");
     field("User-Agent", &field_value(&config.user_agent));
     field("Auth-Failure", input.auth_failure.as_str());
-    field(
-        "Authentication-Results",
-        &match input.authentication_results {
-            Some(value) => folded(value),
-            None => folded(&authentication_results(record, &config.authserv_id)),
-        },
-    );
+    let authentication_results = match input.authentication_results {
+        Some(value) => folded(value),
+        None => folded(&authentication_results(record, &config.authserv_id)),
+    };
+    let authentication_results = String::from_utf8_lossy(
+        &redactor.redact(authentication_results.as_bytes(), Mode::TagValue),
+    )
+    .into_owned();
+    field("Authentication-Results", &authentication_results);
     if input.auth_failure == AuthFailure::Dmarc {
         // RFC 9991 §4: the mechanisms that failed to authenticate an
         // aligned identity, or "none".
@@ -555,9 +619,15 @@ fn feedback_fields(input: &FailureInput<'_>, config: &FailureConfig) -> String {
         field("Original-Envelope-Id", &field_value(envelope_id));
     }
     if let Some(mail_from) = input.mail_from {
+        // An RFC 5321 reverse-path: its local part is redacted like any
+        // other address (VERP tail included).
         let mail_from = field_value(mail_from);
         let mail_from = mail_from.trim_start_matches('<').trim_end_matches('>');
-        field("Original-Mail-From", &format!("<{mail_from}>"));
+        let mail_from = redactor.redact(mail_from.as_bytes(), Mode::Text);
+        field(
+            "Original-Mail-From",
+            &format!("<{}>", String::from_utf8_lossy(&mail_from)),
+        );
     }
     field("Arrival-Date", &mail::rfc5322_date(record.time));
     field("Source-IP", &record.source_ip.to_canonical().to_string());
@@ -618,68 +688,26 @@ fn field_value(value: &str) -> String {
 
 /// A multi-line value (an Authentication-Results) folded with CRLF and a
 /// tab at its own line breaks; every line made header-safe, so the value
-/// can only ever continue its field.
+/// can only ever continue its field; at most [`MAX_AUTH_RESULTS`] octets,
+/// cut at a line boundary.
 fn folded(value: &str) -> String {
-    value
-        .split(['\r', '\n'])
-        .map(|line| mail::header_text(line).trim().to_string())
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join("\r\n\t")
-}
-
-/// Replaces address local-parts with stable tokens (RFC 6590).
-struct Redactor {
-    enabled: bool,
-    seen: Vec<Vec<u8>>,
-}
-
-impl Redactor {
-    fn new(enabled: bool) -> Redactor {
-        Redactor {
-            enabled,
-            seen: Vec::new(),
+    let mut out = String::new();
+    for line in value.split(['\r', '\n']) {
+        let line = mail::header_text(line);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
         }
-    }
-
-    fn token(&mut self, local: &[u8]) -> Vec<u8> {
-        let index = match self.seen.iter().position(|seen| seen == local) {
-            Some(index) => index,
-            None => {
-                self.seen.push(local.to_vec());
-                self.seen.len() - 1
+        if !out.is_empty() {
+            if out.len() + 3 + line.len() > MAX_AUTH_RESULTS {
+                break;
             }
-        };
-        format!("redacted{}", index + 1).into_bytes()
-    }
-
-    /// `line` with every run of local-part characters directly before an
-    /// `@` replaced. `=` is left out of the set so `i=user@example.com`
-    /// keeps its `i=`.
-    fn redact(&mut self, line: &[u8]) -> Vec<u8> {
-        if !self.enabled {
-            return line.to_vec();
+            out.push_str("\r\n\t");
         }
-        let mut out = Vec::with_capacity(line.len());
-        let mut run_start: Option<usize> = None;
-        for &byte in line {
-            if byte.is_ascii_alphanumeric() || b"!#$%&'*+-/?^_`{|}~.".contains(&byte) {
-                run_start.get_or_insert(out.len());
-                out.push(byte);
-            } else if byte == b'@' {
-                if let Some(start) = run_start.take() {
-                    let local = out.split_off(start);
-                    let token = self.token(&local);
-                    out.extend_from_slice(&token);
-                }
-                out.push(byte);
-            } else {
-                run_start = None;
-                out.push(byte);
-            }
-        }
-        out
+        // header_text made it ASCII: any byte index is a boundary.
+        out.push_str(line.get(..MAX_AUTH_RESULTS.min(line.len())).unwrap_or(line));
     }
+    out
 }
 
 /// Splits `bytes` into lines at LF, CRLF or a lone CR, without the line
@@ -708,28 +736,34 @@ fn lines(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 /// The header section's lines up to the first empty line, redacted field
-/// by field.
+/// by field (a field with its continuation lines is read as one text, so a
+/// quoted string or comment folded over lines is still one token).
 fn header_section(headers: &[u8], redactor: &mut Redactor) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut in_identifier_field = false;
+    let mut fields: Vec<Vec<&[u8]>> = Vec::new();
     for line in lines(headers) {
         if line.is_empty() {
             break;
         }
         let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation {
-            let name = line
-                .split(|&b| b == b':')
-                .next()
-                .map(|name| String::from_utf8_lossy(name).trim().to_ascii_lowercase())
-                .unwrap_or_default();
-            in_identifier_field = IDENTIFIER_FIELDS.contains(&name.as_str());
+        match fields.last_mut() {
+            Some(field) if continuation => field.push(line),
+            _ => fields.push(vec![line]),
         }
-        if in_identifier_field {
-            out.push(line.to_vec());
+    }
+    let mut out = Vec::new();
+    for field in fields {
+        let name = field
+            .first()
+            .and_then(|line| line.split(|&b| b == b':').next())
+            .unwrap_or_default();
+        let lower = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+        let joined = field.join(&b"\r\n"[..]);
+        let text = if IDENTIFIER_FIELDS.contains(&lower.as_str()) {
+            joined
         } else {
-            out.push(redactor.redact(line));
-        }
+            redactor.redact(&joined, mode_of_field(name))
+        };
+        out.extend(lines(&text).into_iter().map(<[u8]>::to_vec));
     }
     out
 }
@@ -738,8 +772,44 @@ fn header_section(headers: &[u8], redactor: &mut Redactor) -> Vec<Vec<u8>> {
 fn body_lines(body: &[u8], redactor: &mut Redactor) -> Vec<Vec<u8>> {
     lines(body)
         .into_iter()
-        .map(|line| defang(&redactor.redact(line)))
+        .map(|line| defang(&redactor.redact(line, Mode::Text)))
         .collect()
+}
+
+/// Cuts `sample` at a line boundary so that, encoded as it will be sent,
+/// it takes at most `budget` octets; true when it was cut.
+fn cut_to_fit(sample: &mut Vec<u8>, kind: SampleKind, budget: usize) -> bool {
+    let base64 = kind == SampleKind::Headers && !is_7bit(sample);
+    let encoded = if base64 {
+        base64_size(sample.len())
+    } else {
+        sample.len()
+    };
+    if encoded <= budget {
+        return false;
+    }
+    // Base64 takes 78 octets (76 and CRLF) per 57: the raw room.
+    let room = if base64 { budget / 78 * 57 } else { budget };
+    let cut = sample
+        .get(..room.min(sample.len()))
+        .and_then(last_line_end)
+        .unwrap_or(0);
+    sample.truncate(cut);
+    true
+}
+
+/// The size of `len` octets in base64 lines of 76 characters and CRLF.
+fn base64_size(len: usize) -> usize {
+    let chars = len.div_ceil(3) * 4;
+    chars + chars.div_ceil(76) * 2
+}
+
+/// The end (after the CRLF) of the last complete line of `bytes`.
+fn last_line_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(2)
+        .rposition(|w| w == b"\r\n")
+        .map(|at| at + 2)
 }
 
 /// `http` (any case) written `hxxp`, so links are not clickable.
@@ -790,17 +860,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redaction_is_stable_within_a_report() {
+    fn folded_header_fields_are_redacted_as_one_text() {
         let mut redactor = Redactor::new(true);
+        let headers = b"From: \"John\r\n Smith\"@example.com\r\nMessage-ID: <john@example.com>\r\nDKIM-Signature: v=1; d=example.com;\r\n\ti=bob@example.com\r\n\r\nbody";
+        let out = header_section(headers, &mut redactor);
         assert_eq!(
-            redactor.redact(b"From: Bob <bob.smith@example.com>, alice@example.org"),
-            b"From: Bob <redacted1@example.com>, redacted2@example.org".to_vec()
+            out,
+            vec![
+                b"From: redacted1@example.com".to_vec(),
+                b"Message-ID: <john@example.com>".to_vec(),
+                b"DKIM-Signature: v=1; d=example.com;".to_vec(),
+                b"\ti=redacted2@example.com".to_vec(),
+            ]
         );
-        assert_eq!(
-            redactor.redact(b"  i=bob.smith@example.com; x@"),
-            b"  i=redacted1@example.com; redacted3@".to_vec()
-        );
-        assert_eq!(redactor.redact(b"@example.com"), b"@example.com".to_vec());
+    }
+
+    #[test]
+    fn a_sample_is_cut_at_a_line_boundary_to_fit() {
+        let mut sample = b"aaaa\r\nbbbb\r\ncccc\r\n".to_vec();
+        assert!(!cut_to_fit(&mut sample, SampleKind::Headers, 18));
+        assert!(cut_to_fit(&mut sample, SampleKind::Headers, 15));
+        assert_eq!(sample, b"aaaa\r\nbbbb\r\n");
+        let mut binary = vec![0xffu8; 1000];
+        binary.extend_from_slice(b"\r\n");
+        assert!(cut_to_fit(&mut binary, SampleKind::Headers, 500));
+        assert!(binary.is_empty());
+        assert_eq!(base64_size(57), 78);
+        assert_eq!(base64_size(58), 84);
     }
 
     #[test]

@@ -15,9 +15,13 @@
 )]
 
 pub mod aggregate;
+pub mod counters;
 pub mod deliver;
+pub mod destination;
 pub mod failure;
+pub mod logging;
 pub mod model;
+pub mod redact;
 pub mod run;
 pub mod store;
 

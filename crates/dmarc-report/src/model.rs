@@ -1,7 +1,35 @@
 //! What is recorded for each evaluated message: the facts an RFC 9990
 //! aggregate report row needs (§3 and the schema of its Appendix A), and
 //! nothing of the message itself.
+//!
+//! # Bounded and normal
+//!
+//! Much of a record comes from the sender (DKIM `d=` and `s=`) or from
+//! the DNS of the domain the sender claims (the policy and its `rua` and
+//! `ruf` lists). [`EvaluationRecord::normalized`] gives every record one
+//! form of bounded size, and every record is stored in that form:
+//!
+//! - domains in lower case; a domain that is not a domain name by length
+//!   (a label over 63 octets, or over 253 in all) is dropped: a DKIM
+//!   result with such a `d=` is left out, such an envelope domain is
+//!   unknown, such an SPF domain leaves no SPF result;
+//! - a DKIM selector of that kind (or with white space or control
+//!   characters) is not a selector: it is stored empty;
+//! - reason texts (`human_result`, override comments) are cut at
+//!   [`MAX_TEXT_CHARS`] characters;
+//! - DKIM results in report order (RFC 9990 §3.1.3), at most
+//!   [`MAX_DKIM_PER_ROW`](crate::aggregate::MAX_DKIM_PER_ROW);
+//! - `rua` and `ruf` as [`crate::destination::normalize`] makes them:
+//!   usable `mailto:` addresses only, in lower case, each once, at most
+//!   [`MAX_STORED_DESTINATIONS`] (the milter caps them lower, see
+//!   [`RecordOptions`]);
+//! - the client address canonical (an IPv4-mapped IPv6 address is the
+//!   IPv4 address).
+//!
+//! Normal records that report the same facts are equal, so the store can
+//! group them into report rows itself.
 
+use crate::destination;
 use dmarc_verifier::{
     record::{AlignmentMode, PsdFlag},
     DiscoveryMethod, Disposition, DkimResult, DmarcResult, Envelope, OverrideReason, Policy,
@@ -259,6 +287,61 @@ pub struct PublishedPolicy {
     pub ruf: Vec<ReportDestination>,
 }
 
+/// The longest reason text kept (`human_result`, override comments), in
+/// characters.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+/// The most `rua` or `ruf` destinations a stored record keeps, whatever
+/// the caller asked ([`RecordOptions`] is usually much lower).
+pub const MAX_STORED_DESTINATIONS: usize = 100;
+
+/// How [`EvaluationRecord::from_verdict`] makes records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// Also make a record for an Author Domain without a DMARC record.
+    pub include_no_policy: bool,
+    /// The most `rua` destinations kept per record (default
+    /// [`destination::DEFAULT_MAX_RUA`]).
+    pub max_rua: usize,
+    /// The most `ruf` destinations kept per record (default
+    /// [`destination::DEFAULT_MAX_RUF`]).
+    pub max_ruf: usize,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        RecordOptions {
+            include_no_policy: false,
+            max_rua: destination::DEFAULT_MAX_RUA,
+            max_ruf: destination::DEFAULT_MAX_RUF,
+        }
+    }
+}
+
+/// What was done with the message, when it differs from what the verdict
+/// asked: the record says what was done (RFC 9990 `policy_evaluated`
+/// "disposition": the action applied), with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The disposition applied to the message as a whole.
+    pub disposition: Disposition,
+    /// Why it differs from what an evaluation asked (for example
+    /// `local_policy` "dry run"); `None` reads as `local_policy` without a
+    /// comment.
+    pub reason: Option<PolicyOverride>,
+}
+
+/// The records of one message, with what normalising them left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageRecords {
+    /// One record per evaluated Author Domain (see
+    /// [`EvaluationRecord::from_verdict`]).
+    pub records: Vec<EvaluationRecord>,
+    /// `rua` and `ruf` destinations left out: unusable, repeated or over
+    /// the caps of [`RecordOptions`].
+    pub destinations_dropped: usize,
+}
+
 /// One override reason with its comment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PolicyOverride {
@@ -332,31 +415,41 @@ pub struct EvaluationRecord {
 
 impl EvaluationRecord {
     /// The records of one verdict: one per evaluated Author Domain that has
-    /// a policy (and, when `include_no_policy`, one per domain without).
+    /// a policy (and, with [`RecordOptions::include_no_policy`], one per
+    /// domain without), each [normalised](EvaluationRecord::normalized),
+    /// its `rua` and `ruf` capped at the options' limits.
     ///
-    /// A verdict whose disposition is tempfail gives none: the message was
-    /// not accepted, and its retry will be recorded.
+    /// With `applied`, each record's disposition is what was done with the
+    /// message (dry run, a message too large to verify, the MTA without a
+    /// quarantine action, another Author Domain's stricter policy); where
+    /// that differs from what the evaluation asked, the reason is added.
+    ///
+    /// A verdict whose disposition (or `applied`) is tempfail gives none:
+    /// the message was not accepted, and its retry will be recorded.
     pub fn from_verdict(
         verdict: &Verdict,
         envelope: &Envelope,
         time: i64,
-        include_no_policy: bool,
-    ) -> Vec<EvaluationRecord> {
+        options: &RecordOptions,
+        applied: Option<&Applied>,
+    ) -> MessageRecords {
+        let mut out = MessageRecords::default();
         let Some(source_ip) = envelope.client_ip else {
-            return Vec::new();
+            return out;
         };
-        if verdict.disposition == Disposition::Tempfail {
-            return Vec::new();
+        let done = applied.map_or(verdict.disposition, |applied| applied.disposition);
+        if verdict.disposition == Disposition::Tempfail || done == Disposition::Tempfail {
+            return out;
         }
         let envelope_from = envelope
             .mail_from_domain()
-            .map(str::to_ascii_lowercase)
-            .or_else(|| (!envelope.helo.is_empty()).then(|| envelope.helo.to_ascii_lowercase()));
+            .map(str::to_string)
+            .or_else(|| (!envelope.helo.is_empty()).then(|| envelope.helo.clone()));
         let envelope_to = envelope
             .recipients
             .first()
             .and_then(|rcpt| rcpt.rsplit_once('@'))
-            .map(|(_, domain)| domain.trim_end_matches('>').to_ascii_lowercase())
+            .map(|(_, domain)| domain.trim_end_matches('>').to_string())
             .filter(|domain| !domain.is_empty());
         let spf = (!verdict.spf.domain.is_empty()).then(|| SpfAuth {
             domain: verdict.spf.domain.clone(),
@@ -381,7 +474,6 @@ impl EvaluationRecord {
             })
             .collect();
 
-        let mut records = Vec::new();
         for evaluation in &verdict.evaluations {
             let policy = match (&evaluation.record, &evaluation.policy_domain) {
                 (Some(record), Some(domain)) => {
@@ -389,14 +481,22 @@ impl EvaluationRecord {
                 }
                 _ => None,
             };
-            if policy.is_none() && !include_no_policy {
+            if policy.is_none() && !options.include_no_policy {
                 continue;
             }
+            let policy = policy.map(|mut policy| {
+                let (rua, rua_dropped) = destination::normalize(&policy.rua, options.max_rua);
+                let (ruf, ruf_dropped) = destination::normalize(&policy.ruf, options.max_ruf);
+                out.destinations_dropped += rua_dropped + ruf_dropped;
+                policy.rua = rua;
+                policy.ruf = ruf;
+                policy
+            });
             let dmarc = dmarc_word(evaluation.result);
             let enforcing = evaluation
                 .policy
                 .is_some_and(|applied| applied.published != Policy::None);
-            let disposition = match evaluation.disposition {
+            let action = |disposition: Disposition| match disposition {
                 Disposition::Accept if dmarc == DmarcWord::Pass && enforcing => {
                     ActionDisposition::Pass
                 }
@@ -404,27 +504,194 @@ impl EvaluationRecord {
                 Disposition::Quarantine => ActionDisposition::Quarantine,
                 Disposition::Reject => ActionDisposition::Reject,
             };
-            let reasons = evaluation
+            let mut reasons: Vec<PolicyOverride> = evaluation
                 .override_reason
                 .map(|reason| vec![override_of(reason, evaluation)])
                 .unwrap_or_default();
-            records.push(EvaluationRecord {
-                time,
-                source_ip,
-                header_from: evaluation.author_domain.clone(),
-                envelope_from: envelope_from.clone(),
-                envelope_to: envelope_to.clone(),
-                policy,
-                dmarc,
-                disposition,
-                dkim_aligned: aligned(evaluation.dkim_aligned),
-                spf_aligned: aligned(evaluation.spf_aligned),
-                reasons,
-                spf: spf.clone(),
-                dkim: dkim.clone(),
-            });
+            let disposition = match applied {
+                Some(applied) if applied.disposition != evaluation.disposition => {
+                    reasons.push(applied.reason.clone().unwrap_or(PolicyOverride {
+                        kind: OverrideWord::LocalPolicy,
+                        comment: None,
+                    }));
+                    action(applied.disposition)
+                }
+                _ => action(evaluation.disposition),
+            };
+            out.records.push(
+                EvaluationRecord {
+                    time,
+                    source_ip,
+                    header_from: evaluation.author_domain.clone(),
+                    envelope_from: envelope_from.clone(),
+                    envelope_to: envelope_to.clone(),
+                    policy,
+                    dmarc,
+                    disposition,
+                    dkim_aligned: aligned(evaluation.dkim_aligned),
+                    spf_aligned: aligned(evaluation.spf_aligned),
+                    reasons,
+                    spf: spf.clone(),
+                    dkim: dkim.clone(),
+                }
+                .normalized(),
+            );
         }
-        records
+        out
+    }
+
+    /// The record in its one normal, bounded form (see the module
+    /// documentation); normalising twice changes nothing.
+    pub fn normalized(mut self) -> EvaluationRecord {
+        self.source_ip = self.source_ip.to_canonical();
+        self.header_from = cap_chars(&self.header_from.to_ascii_lowercase(), 253);
+        self.envelope_from = self.envelope_from.as_deref().and_then(domain_name);
+        self.envelope_to = self.envelope_to.as_deref().and_then(domain_name);
+        if let Some(policy) = self.policy.take() {
+            self.policy = Some(policy.normalized());
+        }
+        for reason in &mut self.reasons {
+            reason.comment = reason
+                .comment
+                .as_deref()
+                .map(|c| cap_chars(c, MAX_TEXT_CHARS));
+        }
+        self.spf = self.spf.take().and_then(|spf| {
+            Some(SpfAuth {
+                domain: domain_name(&spf.domain)?,
+                human_result: spf.human_result.map(|h| cap_chars(&h, MAX_TEXT_CHARS)),
+                ..spf
+            })
+        });
+        let mut dkim: Vec<DkimAuth> = std::mem::take(&mut self.dkim)
+            .into_iter()
+            .filter_map(|dkim| {
+                Some(DkimAuth {
+                    domain: domain_name(&dkim.domain)?,
+                    selector: selector(&dkim.selector),
+                    result: dkim.result,
+                    human_result: dkim.human_result.map(|h| cap_chars(&h, MAX_TEXT_CHARS)),
+                })
+            })
+            .collect();
+        // RFC 9990 §3.1.3: passing signatures of the Author Domain first
+        // (exact, then parent or child), then other passes, then the rest;
+        // then by content, so the header order of the signatures does not
+        // make two records (or two report rows) of the same facts.
+        let header_from = self.header_from.clone();
+        dkim.sort_by(|a, b| {
+            dkim_rank(a, &header_from)
+                .cmp(&dkim_rank(b, &header_from))
+                .then_with(|| a.cmp(b))
+        });
+        dkim.truncate(crate::aggregate::MAX_DKIM_PER_ROW);
+        self.dkim = dkim;
+        self
+    }
+
+    /// An estimate of the memory the record holds (its size and the heap
+    /// blocks it owns), for queues bounded in bytes.
+    pub fn memory_size(&self) -> usize {
+        let text = |s: &str| s.len();
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, text);
+        let policy = self.policy.as_ref().map_or(0, |policy| {
+            std::mem::size_of::<PublishedPolicy>()
+                + policy.domain.len()
+                + policy.fo.len()
+                + policy
+                    .rua
+                    .iter()
+                    .chain(&policy.ruf)
+                    .map(|d| std::mem::size_of::<ReportDestination>() + d.uri.len())
+                    .sum::<usize>()
+        });
+        std::mem::size_of::<EvaluationRecord>()
+            + self.header_from.len()
+            + opt(&self.envelope_from)
+            + opt(&self.envelope_to)
+            + policy
+            + self
+                .reasons
+                .iter()
+                .map(|r| std::mem::size_of::<PolicyOverride>() + opt(&r.comment))
+                .sum::<usize>()
+            + self
+                .spf
+                .as_ref()
+                .map_or(0, |spf| spf.domain.len() + opt(&spf.human_result))
+            + self
+                .dkim
+                .iter()
+                .map(|d| {
+                    std::mem::size_of::<DkimAuth>()
+                        + d.domain.len()
+                        + d.selector.len()
+                        + opt(&d.human_result)
+                })
+                .sum::<usize>()
+    }
+}
+
+impl PublishedPolicy {
+    /// The policy in normal form: its domain in lower case (at most 253
+    /// characters), `rua` and `ruf` as [`destination::normalize`] makes
+    /// them (at most [`MAX_STORED_DESTINATIONS`] each).
+    pub fn normalized(mut self) -> PublishedPolicy {
+        self.domain = cap_chars(&self.domain.to_ascii_lowercase(), 253);
+        self.rua = destination::normalize(&self.rua, MAX_STORED_DESTINATIONS).0;
+        self.ruf = destination::normalize(&self.ruf, MAX_STORED_DESTINATIONS).0;
+        self
+    }
+}
+
+/// At most `max` characters of `text`.
+fn cap_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => text.get(..at).unwrap_or(text).to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// `name` in lower case, without a trailing dot, when it is a domain name
+/// by length (RFC 1035 §2.3.4: labels of 1 to 63 octets, at most 253 in
+/// all) and has no white space or control character; `None` otherwise.
+fn domain_name(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| (1..=63).contains(&label.len()))
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then(|| name.to_ascii_lowercase())
+}
+
+/// A DKIM selector (RFC 6376 §3.1: labels of a domain name) as given, or
+/// empty when it is not one by length or holds white space or control
+/// characters.
+fn selector(selector: &str) -> String {
+    let ok = !selector.is_empty()
+        && selector.len() <= 253
+        && selector
+            .split('.')
+            .all(|label| (1..=63).contains(&label.len()))
+        && !selector
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        selector.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// RFC 9990 §3.1.3 preference, lower first. Relaxed alignment proper needs
+/// the Organizational Domain; for ordering, a parent or child of the Author
+/// Domain stands in for it.
+fn dkim_rank(dkim: &DkimAuth, header_from: &str) -> u8 {
+    match dkim.result {
+        DkimWord::Pass if dkim.domain == header_from => 0,
+        DkimWord::Pass if crate::aggregate::related_domains(&dkim.domain, header_from) => 1,
+        DkimWord::Pass => 2,
+        _ => 3,
     }
 }
 

@@ -8,10 +8,15 @@
 //! only touches messages still pending.
 
 use crate::{
-    aggregate::{AggregateReport, ReportFormat, ReporterInfo},
-    model::ReportDestination,
+    aggregate::{ReportFormat, ReportWriter, ReporterInfo},
+    destination::{self, address_domain},
+    logging::Escaped,
     store::{MessageKind, OutgoingMessage, ReportEntry, Store, StoreError},
 };
+use std::collections::HashMap;
+
+/// Default [`AggregateSettings::max_per_destination_domain`].
+pub const DEFAULT_MAX_PER_DESTINATION_DOMAIN: usize = 1000;
 
 /// What aggregate reports to make.
 #[derive(Clone)]
@@ -27,6 +32,19 @@ pub struct AggregateSettings<'a> {
     /// Addresses that are ours: never a destination (a report about our
     /// own domain sent to ourselves would be recorded and reported again).
     pub own_addresses: &'a [String],
+    /// The most `rua` destinations of one record that get its report
+    /// (repeats count once; default [`destination::DEFAULT_MAX_RUA`]).
+    pub max_rua: usize,
+    /// The most report messages queued in one run for one destination
+    /// domain, as `destination_group` groups them (default
+    /// [`DEFAULT_MAX_PER_DESTINATION_DOMAIN`]): fifty subdomains under a
+    /// wildcard `_dmarc`, each naming addresses at one domain, make at
+    /// most this many report mails to it, not fifty times ten.
+    pub max_per_destination_domain: usize,
+    /// The group of a destination domain for that cap: its
+    /// Organizational Domain (so that addresses at many subdomains of one
+    /// domain count together).
+    pub destination_group: &'a dyn Fn(&str) -> String,
 }
 
 impl std::fmt::Debug for AggregateSettings<'_> {
@@ -36,6 +54,11 @@ impl std::fmt::Debug for AggregateSettings<'_> {
             .field("format", &self.format)
             .field("sender", &self.sender)
             .field("own_addresses", &self.own_addresses)
+            .field("max_rua", &self.max_rua)
+            .field(
+                "max_per_destination_domain",
+                &self.max_per_destination_domain,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -59,10 +82,24 @@ pub struct GenerateSummary {
     /// Destinations skipped because the report is larger than their
     /// `!size` limit (RFC 7489 §6.2).
     pub too_large: u64,
+    /// Destinations left out: repeated, unusable, or over the per-record
+    /// cap ([`AggregateSettings::max_rua`]).
+    pub destinations_dropped: u64,
+    /// Report messages not queued: their destination domain already had
+    /// [`AggregateSettings::max_per_destination_domain`] in this run.
+    pub over_destination_cap: u64,
 }
 
 /// Builds and queues the aggregate report of every policy domain with
 /// evaluations in `[begin, end)`.
+///
+/// Each report is written as the store hands its rows over
+/// ([`Store::report_rows`]: grouped and sorted by the database), so the
+/// memory of a run holds one compressed report at a time, whatever the
+/// number of records. Its destinations are the usable `mailto:` addresses
+/// of the latest policy's `rua`, each once, at most
+/// [`AggregateSettings::max_rua`], never ours, within the per-destination
+/// domain cap of the run.
 ///
 /// # Errors
 ///
@@ -75,6 +112,7 @@ pub fn queue_aggregate_reports(
     now: i64,
 ) -> Result<GenerateSummary, StoreError> {
     let mut summary = GenerateSummary::default();
+    let mut per_group: HashMap<String, usize> = HashMap::new();
     for domain in store.policy_domains(begin, end)? {
         summary.domains += 1;
         if (settings.excluded)(&domain) {
@@ -85,51 +123,54 @@ pub fn queue_aggregate_reports(
             summary.already_done += 1;
             continue;
         }
-        let records = store.records(&domain, begin, end)?;
-        let Some(report) = AggregateReport::build(
-            settings.reporter,
-            &domain,
-            begin,
-            end,
-            &records,
-            settings.format,
-        ) else {
+        let Some(policy) = store.latest_policy(&domain, begin, end)? else {
+            continue;
+        };
+        let mut writer = ReportWriter::new(settings.reporter, &policy, begin, end, settings.format);
+        store.report_rows(&domain, begin, end, &mut |row, count| {
+            writer.push(&row, count)
+        })?;
+        let Some(report) = writer.finish() else {
             continue;
         };
         let size = report.size_bytes();
-        let mut messages = Vec::new();
-        for destination in &report.policy().rua {
-            let Some(address) = usable_address(destination, settings.own_addresses) else {
+        let (destinations, dropped) = destination::normalize(&policy.rua, settings.max_rua);
+        summary.destinations_dropped += u64::try_from(dropped).unwrap_or(u64::MAX);
+        let mut recipients = Vec::new();
+        for destination in &destinations {
+            let Some(address) = destination::usable_address(&destination.uri) else {
                 continue;
             };
+            if settings
+                .own_addresses
+                .iter()
+                .any(|mine| mine.eq_ignore_ascii_case(&address))
+            {
+                continue;
+            }
             // RFC 7489 §6.2: a report larger than the destination's limit is
             // not sent there (RFC 9989 dropped the limits; honouring one that
             // is still published is harmless).
             if destination.max_size.is_some_and(|max| size > max) {
                 summary.too_large += 1;
                 tracing::info!(
-                    policy_domain = %domain,
-                    destination = %destination.uri,
+                    policy_domain = %Escaped(&domain),
+                    destination = %Escaped(&address),
                     size,
                     "aggregate report larger than the destination's size limit: not sent there"
                 );
                 continue;
             }
-            messages.push(OutgoingMessage {
-                kind: MessageKind::Aggregate,
-                policy_domain: domain.clone(),
-                sender: settings.sender.to_string(),
-                recipient: address.to_string(),
-                payload: report.report_mail(
-                    settings.sender,
-                    address,
-                    now,
-                    &settings.reporter.domain,
-                ),
-                created: now,
-            });
+            let group = (settings.destination_group)(address_domain(&address));
+            let sent_to_group = per_group.entry(group).or_insert(0);
+            if *sent_to_group >= settings.max_per_destination_domain {
+                summary.over_destination_cap += 1;
+                continue;
+            }
+            *sent_to_group += 1;
+            recipients.push(address);
         }
-        if messages.is_empty() {
+        if recipients.is_empty() {
             summary.no_destination += 1;
         }
         let entry = ReportEntry {
@@ -140,14 +181,24 @@ pub fn queue_aggregate_reports(
             message_count: report.message_count(),
             created: now,
         };
-        let queued = u64::try_from(messages.len()).unwrap_or(u64::MAX);
-        if store.add_report(&entry, &messages)? {
+        let queued = u64::try_from(recipients.len()).unwrap_or(u64::MAX);
+        // One mail at a time, stored as it is made.
+        let mut messages = recipients.into_iter().map(|address| OutgoingMessage {
+            kind: MessageKind::Aggregate,
+            policy_domain: domain.clone(),
+            sender: settings.sender.to_string(),
+            payload: report.report_mail(settings.sender, &address, now, &settings.reporter.domain),
+            recipient: address,
+            created: now,
+        });
+        if store.add_report_with(&entry, &mut messages)? {
             summary.reports += 1;
             summary.queued += queued;
             tracing::info!(
-                policy_domain = %domain,
-                report_id = %entry.report_id,
+                policy_domain = %Escaped(&domain),
+                report_id = %Escaped(&entry.report_id),
                 messages = entry.message_count,
+                rows = report.row_count(),
                 destinations = queued,
                 "aggregate report made"
             );
@@ -155,21 +206,33 @@ pub fn queue_aggregate_reports(
             summary.already_done += 1;
         }
     }
+    if summary.over_destination_cap > 0 {
+        tracing::warn!(
+            not_queued = summary.over_destination_cap,
+            max_per_destination_domain = settings.max_per_destination_domain,
+            "aggregate reports over the per-destination-domain cap of this run were not queued"
+        );
+    }
     Ok(summary)
 }
 
-/// The address of a `mailto:` destination that is not ours, lower-cased
-/// domain; `None` for other schemes (RFC 9990 §3: only `mailto:` is
-/// defined) and for our own addresses.
-fn usable_address<'d>(destination: &'d ReportDestination, own: &[String]) -> Option<&'d str> {
-    let address = destination.mailto_address()?;
-    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
+/// Refuses a period that has not ended at `now` (UTC): reporting it would
+/// mark it done, and the mail that still comes in it would never be
+/// reported.
+///
+/// # Errors
+///
+/// A message for the operator.
+pub fn ended(period: (i64, i64), now: i64) -> Result<(), String> {
+    if period.1 > now {
+        Err(format!(
+            "the period {} to {} UTC has not ended yet; report a day once it is over",
+            crate::aggregate::mail::utc_text(period.0),
+            crate::aggregate::mail::utc_text(period.1.saturating_sub(1))
+        ))
+    } else {
+        Ok(())
     }
-    if own.iter().any(|mine| mine.eq_ignore_ascii_case(address)) {
-        return None;
-    }
-    Some(address)
 }
 
 /// The previous full UTC day before `now`: `[midnight, midnight + 86400)`
@@ -254,20 +317,12 @@ mod tests {
     }
 
     #[test]
-    fn destinations_are_mailto_and_not_ours() {
-        let own = vec!["dmarc@mx.example.net".to_string()];
-        let dest = |uri: &str| ReportDestination {
-            uri: uri.to_string(),
-            max_size: None,
-        };
-        assert_eq!(
-            usable_address(&dest("mailto:rua@example.com"), &own),
-            Some("rua@example.com")
-        );
-        assert_eq!(
-            usable_address(&dest("mailto:DMARC@mx.example.net"), &own),
-            None
-        );
-        assert_eq!(usable_address(&dest("https://example.com/rua"), &own), None);
+    fn a_period_must_have_ended() {
+        let (begin, end) = utc_day("2026-11-22").unwrap();
+        assert!(ended((begin, end), end).is_ok());
+        assert!(ended((begin, end), end + 1).is_ok());
+        let error = ended((begin, end), end - 1).unwrap_err();
+        assert!(error.contains("2026-11-22 00:00:00"), "{error}");
+        assert!(error.contains("has not ended"), "{error}");
     }
 }

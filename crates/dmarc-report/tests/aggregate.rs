@@ -398,16 +398,20 @@ fn shapes() -> Vec<(&'static str, Vec<EvaluationRecord>)> {
 fn hostile() -> EvaluationRecord {
     let mut record = forged("192.0.2.66");
     record.header_from = "example.com".to_string();
-    record.envelope_from = Some("a<b>&c\"d'e\u{0}\u{1b}\r\n\t]]>.example".to_string());
+    record.envelope_from = Some("a<b>&c\"d'e]]>.example".to_string());
     record.envelope_to = Some("</envelope_to><injected/>".to_string());
     record.spf = Some(SpfAuth {
         human_result: Some("exp=<script>&amp;\u{7}\u{fffe}\u{ffff}\u{85}".to_string()),
         ..spf("x&y.example", SpfScopeWord::MailFrom, SpfWord::Fail).unwrap()
     });
-    record.dkim = vec![DkimAuth {
-        human_result: Some("<![CDATA[ x ]]> \u{1f600} caf\u{e9}".to_string()),
-        ..dkim("example.com", "sel\u{0}<\"'>", DkimWord::Fail)
-    }];
+    record.dkim = vec![
+        DkimAuth {
+            human_result: Some("<![CDATA[ x ]]> \u{1f600} caf\u{e9}".to_string()),
+            ..dkim("example.com", "sel<\"'>", DkimWord::Fail)
+        },
+        // A selector with control characters is not a selector.
+        dkim("example.org", "s\u{0}\u{1b}[2J", DkimWord::Fail),
+    ];
     record.reasons = vec![PolicyOverride {
         kind: OverrideWord::Other,
         comment: Some("--> <!-- &#0; \u{b}".to_string()),
@@ -471,14 +475,18 @@ fn the_rfc9990_shapes_hold_what_was_recorded() {
 #[test]
 fn hostile_strings_are_escaped_and_the_document_stays_valid() {
     let xml = build(&[hostile()]).to_xml();
-    assert!(xml.contains(
-        "<envelope_from>a&lt;b&gt;&amp;c&quot;d&apos;e\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}]]&gt;.example</envelope_from>"
-    ));
+    assert!(
+        xml.contains("<envelope_from>a&lt;b&gt;&amp;c&quot;d&apos;e]]&gt;.example</envelope_from>")
+    );
     assert!(xml.contains("<envelope_to>&lt;/envelope_to&gt;&lt;injected/&gt;</envelope_to>"));
     assert!(xml.contains(
         "<human_result>exp=&lt;script&gt;&amp;amp;\u{fffd}\u{fffd}\u{fffd}\u{fffd}</human_result>"
     ));
-    assert!(xml.contains("<selector>sel\u{fffd}&lt;&quot;&apos;&gt;</selector>"));
+    assert!(xml.contains("<selector>sel&lt;&quot;&apos;&gt;</selector>"));
+    assert!(
+        xml.contains("<domain>example.org</domain>\n        <selector></selector>"),
+        "{xml}"
+    );
     assert!(xml.contains("&lt;![CDATA[ x ]]&gt; \u{1f600} caf\u{e9}"));
     assert!(xml.contains("<comment>--&gt; &lt;!-- &amp;#0; \u{fffd}</comment>"));
     assert!(!xml.contains("<injected"));

@@ -269,7 +269,7 @@ fn the_report_is_a_well_formed_afrf_message() {
          DKIM-Identity: @example.com\r\n\
          DKIM-Selector: sel1\r\n\
          Original-Envelope-Id: 4AE9D403CC\r\n\
-         Original-Mail-From: <bounce@example.com>\r\n\
+         Original-Mail-From: <redacted1@example.com>\r\n\
          Arrival-Date: Mon, 15 Jul 2024 10:00:00 +0000\r\n\
          Source-IP: 198.51.100.7\r\n\
          Reported-Domain: example.com\r\n\
@@ -324,7 +324,7 @@ fn the_report_is_a_well_formed_afrf_message() {
     );
     assert_eq!(report["reported_domain"], "example.com");
     assert_eq!(report["source"]["ip_address"], "198.51.100.7");
-    assert_eq!(report["original_mail_from"], "<bounce@example.com>");
+    assert_eq!(report["original_mail_from"], "<redacted1@example.com>");
     assert_eq!(report["dkim_domain"], "example.com");
     assert_eq!(report["delivery_result"], "reject");
     assert_eq!(report["arrival_date_utc"], "2024-07-15 10:00:00");
@@ -527,4 +527,142 @@ fn the_body_is_left_out_unless_asked_for_and_local_parts_are_redacted() {
         },
     );
     assert!(String::from_utf8_lossy(plain.sample()).contains("To: alice@example.net"));
+}
+
+/// Issue 16 item 10 and issue 11 §7: every local part an RFC 5321/5322
+/// parser finds is redacted, in the sample and in Original-Mail-From.
+#[test]
+fn every_local_part_is_redacted_whatever_its_form() {
+    let record = forged("1");
+    let headers = "Return-Path: <list-bounces+john.smith=mx.test@lists.example>\r\n\
+         From: \"John Smith\"@example.com\r\n\
+         Sender: john(the real one)@example.com\r\n\
+         Reply-To: \"john@example.com\" <reply@example.net>\r\n\
+         To: j\u{f6}rg.m\u{fc}ller@example.de, =?utf-8?Q?J=C3=B6rg_<joerg=40example.de>?= <x@example.de>\r\n\
+         Cc: bounces+john.smith=example.com@verp.example\r\n\
+         Subject: for john.smith@example.org\r\n\
+         \r\n";
+    let input = FailureInput {
+        mail_from: Some("<list-bounces+john.smith=mx.test@lists.example>"),
+        ..FailureInput::new(&record, AuthFailure::Dmarc, headers.as_bytes())
+    };
+    let report = FailureReport::build(&input, &FailureConfig::new("mx.example.net"));
+    let feedback = report.feedback_report();
+    assert!(
+        feedback.contains("Original-Mail-From: <redacted1@lists.example>\r\n"),
+        "{feedback}"
+    );
+    let sample = String::from_utf8(report.sample().to_vec()).unwrap();
+    for secret in [
+        "john",
+        "smith",
+        "j\u{f6}rg",
+        "joerg",
+        "reply@",
+        "the real one",
+    ] {
+        assert!(
+            !sample.to_lowercase().contains(secret),
+            "{secret}: {sample}"
+        );
+        assert!(
+            !feedback.to_lowercase().contains(secret),
+            "{secret}: {feedback}"
+        );
+    }
+    assert!(
+        sample.contains("Return-Path: <redacted1@lists.example>"),
+        "{sample}"
+    );
+    assert!(sample.contains("From: redacted2@example.com"), "{sample}");
+    assert!(sample.contains("@example.de"), "{sample}");
+}
+
+/// Issue 16 item 2: a report is at most 64 KiB whatever the message: a
+/// header section of 2 MB of distinct addresses, non-ASCII (base64), is
+/// cut to fit; the text part says so.
+#[test]
+fn reports_never_exceed_their_size_cap() {
+    let record = forged("1");
+    let mut headers = String::new();
+    for n in 0..40_000 {
+        headers.push_str(&format!("X-\u{e9}t\u{e9}: u{n}@example.net caf\u{e9}\r\n"));
+    }
+    headers.push_str("\r\n");
+    let long = "x".repeat(10_000);
+    let input = FailureInput {
+        mail_from: Some(&long),
+        envelope_id: Some(&long),
+        authentication_results: Some(&long),
+        ..FailureInput::new(&record, AuthFailure::Dmarc, headers.as_bytes())
+    };
+    for config in [
+        FailureConfig::new("mx.example.net"),
+        FailureConfig {
+            include_body: true,
+            ..FailureConfig::new("mx.example.net")
+        },
+        FailureConfig {
+            max_size: 8 * 1024,
+            ..FailureConfig::new("mx.example.net")
+        },
+    ] {
+        let report = FailureReport::build(
+            &FailureInput {
+                body: Some(headers.as_bytes()),
+                ..input
+            },
+            &config,
+        );
+        assert!(report.truncated());
+        let long_address = format!("{}@example.com", "a".repeat(300));
+        let mail = report.report_mail(&long_address, &long_address, TIME, &long);
+        assert!(
+            mail.len() <= config.max_size,
+            "{} > {}",
+            mail.len(),
+            config.max_size
+        );
+        let text = String::from_utf8_lossy(&mail);
+        assert!(text.contains("The sample was cut"), "{text}");
+    }
+}
+
+/// Issue 16 item 8: the rate limits count recipients as they are queued,
+/// so they are queued in one form: lower case, whatever the record says
+/// (the milter counted `RUF@Example.COM` and `ruf@example.com` as one
+/// address, the store as two). A relay-hack address is never queued.
+#[test]
+fn failure_jobs_queue_recipients_in_lower_case_and_never_relay_hacks() {
+    use dmarc_report::failure::FailureJob;
+    let record = forged("1");
+    let destination = |uri: &str| ReportDestination {
+        uri: uri.to_string(),
+        max_size: None,
+    };
+    let job = FailureJob {
+        record,
+        kinds: vec![AuthFailure::Dmarc],
+        destinations: vec![
+            destination("mailto:RUF@Example.COM"),
+            destination("mailto:victim%third.example@example.com"),
+        ],
+        headers: HEADERS.to_vec(),
+        body: None,
+        mail_from: None,
+        envelope_id: None,
+        authentication_results: None,
+        config: FailureConfig::new("mx.example.net"),
+        sender: "dmarc@mx.example.net".to_string(),
+        message_id_domain: "mx.example.net".to_string(),
+        time: TIME,
+    };
+    let built = job.build();
+    assert_eq!(built.built, 1);
+    let recipients: Vec<&str> = built
+        .messages
+        .iter()
+        .map(|m| m.recipient.as_str())
+        .collect();
+    assert_eq!(recipients, ["ruf@example.com"]);
 }

@@ -183,6 +183,12 @@ trait Backend: Sync {
     }
     /// Rewrites the schema version, as another program version would.
     fn set_schema_version(&self, version: i64);
+    /// Runs SQL statements on the database, outside any store.
+    fn execute(&self, statements: &str);
+    /// One number the database answers.
+    fn count(&self, query: &str) -> i64;
+    /// The types of the dialect: (id, int, bool, blob).
+    fn types(&self) -> (&'static str, &'static str, &'static str, &'static str);
 }
 
 struct Sqlite {
@@ -208,6 +214,29 @@ impl Backend for Sqlite {
         connection
             .pragma_update(None, "user_version", version)
             .unwrap();
+    }
+
+    fn execute(&self, statements: &str) {
+        rusqlite::Connection::open(&self.path)
+            .unwrap()
+            .execute_batch(statements)
+            .unwrap();
+    }
+
+    fn count(&self, query: &str) -> i64 {
+        rusqlite::Connection::open(&self.path)
+            .unwrap()
+            .query_row(query, [], |row| row.get(0))
+            .unwrap()
+    }
+
+    fn types(&self) -> (&'static str, &'static str, &'static str, &'static str) {
+        (
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "INTEGER",
+            "INTEGER",
+            "BLOB",
+        )
     }
 }
 
@@ -248,6 +277,10 @@ suite!(
     purge_removes_old_records_and_finished_messages,
     hosts_opening_a_new_store_at_once_all_succeed,
     schema_of_another_version_is_refused,
+    each_policy_is_stored_once_and_purged_when_unused,
+    report_rows_group_the_same_facts_in_a_fixed_order,
+    a_version_1_store_is_migrated,
+    check_reads_without_writing,
 );
 
 fn records_round_trip_with_every_field(backend: &dyn Backend) {
@@ -260,8 +293,16 @@ fn records_round_trip_with_every_field(backend: &dyn Backend) {
     store.insert(&written).unwrap();
     store.insert(&[]).unwrap();
 
+    // Stored in normal form (here: the DKIM results in report order).
     let read = backend.open().records("example.com", 0, 2_000).unwrap();
-    assert_eq!(read, vec![written[0].clone(), written[2].clone()]);
+    assert_eq!(
+        read,
+        vec![
+            written[0].clone().normalized(),
+            written[2].clone().normalized()
+        ]
+    );
+    assert_eq!(read[0].dkim[0].domain, "esp.example", "passing first");
     assert!(store
         .records("no-dmarc.example", 0, 2_000)
         .unwrap()
@@ -301,7 +342,7 @@ fn policy_domains_are_sorted_distinct_and_skip_records_without_policy(backend: &
 
     assert_eq!(
         store.policy_domains(10, 20).unwrap(),
-        vec!["Mixed.example", "alpha.example", "zeta.example"]
+        vec!["alpha.example", "mixed.example", "zeta.example"]
     );
     assert!(store.policy_domains(100, 200).unwrap().is_empty());
 }
@@ -341,13 +382,27 @@ fn add_report_is_idempotent(backend: &dyn Backend) {
         90_000,
     )];
     assert!(!store.add_report(&entry, &again).unwrap());
-    let pending = store.pending_messages(10).unwrap();
+    let pending = store.pending_messages(0, 10).unwrap();
     let recipients: Vec<&str> = pending
         .iter()
-        .map(|queued| queued.message.recipient.as_str())
+        .map(|queued| queued.recipient.as_str())
         .collect();
     assert_eq!(recipients, ["rua@example.com", "agg@example.net"]);
-    assert_eq!(pending[0].message, first[0]);
+    assert_eq!(
+        (
+            pending[0].kind,
+            pending[0].policy_domain.as_str(),
+            pending[0].sender.as_str(),
+            pending[0].created
+        ),
+        (
+            first[0].kind,
+            first[0].policy_domain.as_str(),
+            first[0].sender.as_str(),
+            first[0].created
+        )
+    );
+    assert_eq!(store.payload(pending[0].id).unwrap(), first[0].payload);
 
     // Another period or domain is another report.
     assert!(store
@@ -386,7 +441,7 @@ fn add_report_race_has_exactly_one_winner(backend: &dyn Backend) {
         1,
         "{results:?}"
     );
-    assert_eq!(backend.open().pending_messages(100).unwrap().len(), 1);
+    assert_eq!(backend.open().pending_messages(0, 100).unwrap().len(), 1);
 }
 
 /// Hosts delivering from one store: each message is claimed by exactly one
@@ -398,7 +453,7 @@ fn claims_race_has_exactly_one_winner_and_expire(backend: &dyn Backend) {
     store
         .queue_message(&message(MessageKind::Aggregate, "rua@example.com", 10))
         .unwrap();
-    let id = store.pending_messages(1).unwrap()[0].id;
+    let id = store.pending_messages(0, 1).unwrap()[0].id;
     let barrier = Barrier::new(HOSTS);
     let won: Vec<bool> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..HOSTS)
@@ -433,32 +488,40 @@ fn messages_go_from_pending_to_sent_or_abandoned(backend: &dyn Backend) {
         .queue_message(&message(MessageKind::Aggregate, "b@example.com", 20))
         .unwrap();
 
-    let pending = store.pending_messages(10).unwrap();
+    // By id, in the order queued; a cursor: each batch after the last id.
+    let pending = store.pending_messages(0, 10).unwrap();
     let recipients: Vec<&str> = pending
         .iter()
-        .map(|queued| queued.message.recipient.as_str())
+        .map(|queued| queued.recipient.as_str())
         .collect();
     assert_eq!(
         recipients,
-        ["a@example.com", "b@example.com", "c@example.com"]
+        ["c@example.com", "a@example.com", "b@example.com"]
     );
     assert!(pending
         .iter()
         .all(|queued| queued.attempts == 0 && queued.last_error.is_none()));
-    assert_eq!(store.pending_messages(2).unwrap().len(), 2);
-    assert!(store.pending_messages(0).unwrap().is_empty());
-    let (a, b, c) = (pending[0].id, pending[1].id, pending[2].id);
+    assert_eq!(store.pending_messages(0, 2).unwrap().len(), 2);
+    assert!(store.pending_messages(0, 0).unwrap().is_empty());
+    let next: Vec<i64> = store
+        .pending_messages(pending[0].id, 10)
+        .unwrap()
+        .iter()
+        .map(|queued| queued.id)
+        .collect();
+    assert_eq!(next, [pending[1].id, pending[2].id]);
+    let (c, a, b) = (pending[0].id, pending[1].id, pending[2].id);
 
     // A failed attempt stays pending, counted, with its error.
     store.mark_failed(a, "451 4.7.1 try later", false).unwrap();
     store
         .mark_failed(a, "421 4.3.2 shutting down", false)
         .unwrap();
-    let again = store.pending_messages(10).unwrap();
-    assert_eq!(again[0].id, a);
-    assert_eq!(again[0].attempts, 2);
+    let again = store.pending_messages(0, 10).unwrap();
+    assert_eq!(again[1].id, a);
+    assert_eq!(again[1].attempts, 2);
     assert_eq!(
-        again[0].last_error.as_deref(),
+        again[1].last_error.as_deref(),
         Some("421 4.3.2 shutting down")
     );
 
@@ -468,7 +531,7 @@ fn messages_go_from_pending_to_sent_or_abandoned(backend: &dyn Backend) {
         .unwrap();
     store.mark_sent(b, 100).unwrap();
     let left: Vec<i64> = store
-        .pending_messages(10)
+        .pending_messages(0, 10)
         .unwrap()
         .iter()
         .map(|queued| queued.id)
@@ -488,13 +551,14 @@ fn messages_go_from_pending_to_sent_or_abandoned(backend: &dyn Backend) {
     assert!(!unknown.transient);
     assert!(unknown.message.contains("999999"), "{unknown}");
     assert!(store.mark_failed(999_999, "x", false).is_err());
+    assert!(!store.payload(999_999).unwrap_err().transient);
 }
 
 fn sent_since_counts_sent_messages_of_one_kind_and_recipient(backend: &dyn Backend) {
     let mut store = backend.open();
     let queue = |store: &mut Box<dyn Store>, kind, recipient: &str| {
         store.queue_message(&message(kind, recipient, 1)).unwrap();
-        store.pending_messages(100).unwrap().last().unwrap().id
+        store.pending_messages(0, 100).unwrap().last().unwrap().id
     };
     for sent_at in [100, 200, 300] {
         let id = queue(&mut store, MessageKind::Failure, "ruf@example.com");
@@ -521,6 +585,19 @@ fn sent_since_counts_sent_messages_of_one_kind_and_recipient(backend: &dyn Backe
             .sent_since(MessageKind::Aggregate, "ruf@example.com", 0)
             .unwrap(),
         1
+    );
+    // Per policy domain: every message above is about example.com.
+    assert_eq!(
+        store
+            .sent_since_domain(MessageKind::Failure, "example.com", 200)
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .sent_since_domain(MessageKind::Failure, "example.net", 0)
+            .unwrap(),
+        0
     );
 }
 
@@ -549,8 +626,8 @@ fn purge_removes_old_records_and_finished_messages(backend: &dyn Backend) {
             ))
             .unwrap();
     }
-    for queued in store.pending_messages(100).unwrap() {
-        match queued.message.recipient.as_str() {
+    for queued in store.pending_messages(0, 100).unwrap() {
+        match queued.recipient.as_str() {
             "sent@example.com" => store.mark_sent(queued.id, 60).unwrap(),
             "gone@example.com" => store.mark_failed(queued.id, "550", true).unwrap(),
             _ => {}
@@ -567,10 +644,10 @@ fn purge_removes_old_records_and_finished_messages(backend: &dyn Backend) {
 
     assert_eq!(times(&store.records("example.com", 0, 100).unwrap()), [30]);
     let pending: Vec<i64> = store
-        .pending_messages(100)
+        .pending_messages(0, 100)
         .unwrap()
         .iter()
-        .map(|queued| queued.message.created)
+        .map(|queued| queued.created)
         .collect();
     assert_eq!(pending, [5, 50], "pending messages are never purged");
     assert_eq!(
@@ -612,7 +689,263 @@ fn schema_of_another_version_is_refused(backend: &dyn Backend) {
     assert!(error.message.contains("schema version 7"), "{error}");
 }
 
+/// Issue 16 item 3: a policy seen by many messages is one row; records
+/// refer to it; it goes when no record is left.
+fn each_policy_is_stored_once_and_purged_when_unused(backend: &dyn Backend) {
+    let mut store = backend.open();
+    let mut fat = full_record(10, "example.com");
+    if let Some(policy) = fat.policy.as_mut() {
+        policy.rua = (0..500)
+            .map(|n| ReportDestination {
+                uri: format!("mailto:rua{}@example.com", n % 50),
+                max_size: None,
+            })
+            .collect();
+    }
+    let records: Vec<EvaluationRecord> = (0..300)
+        .map(|n| EvaluationRecord {
+            time: 10 + n,
+            ..fat.clone()
+        })
+        .collect();
+    for chunk in records.chunks(100) {
+        store.insert(chunk).unwrap();
+    }
+    store.insert(&[sparse_record(20, "example.net")]).unwrap();
+    assert_eq!(backend.count("SELECT count(*) FROM dmarc_policies"), 2);
+    assert_eq!(backend.count("SELECT count(*) FROM dmarc_records"), 301);
+    // Repeats kept once, at most 100 per stored list.
+    let read = store.records("example.com", 0, 1_000).unwrap();
+    assert_eq!(read.len(), 300);
+    assert_eq!(read[0].policy.as_ref().unwrap().rua.len(), 50);
+    assert_eq!(read[0], records[0].clone().normalized());
+
+    // last_seen follows the latest record: purging before it keeps the
+    // policy for the records left.
+    store.purge(200).unwrap();
+    assert_eq!(store.records("example.com", 0, 1_000).unwrap().len(), 110);
+    assert_eq!(backend.count("SELECT count(*) FROM dmarc_policies"), 1);
+    assert!(store
+        .latest_policy("example.com", 0, 1_000)
+        .unwrap()
+        .is_some());
+    store.purge(1_000).unwrap();
+    assert_eq!(backend.count("SELECT count(*) FROM dmarc_policies"), 0);
+}
+
+/// Issue 16 item 6: the database groups the rows; the same facts in any
+/// case or signature order are one row.
+fn report_rows_group_the_same_facts_in_a_fixed_order(backend: &dyn Backend) {
+    let mut store = backend.open();
+    let mut swapped = full_record(3, "example.com");
+    swapped.dkim.reverse();
+    swapped.envelope_from = swapped.envelope_from.map(|d| d.to_ascii_uppercase());
+    let mut other_ip = full_record(4, "example.com");
+    other_ip.source_ip = "192.0.2.9".parse().unwrap();
+    store
+        .insert(&[
+            full_record(1, "example.com"),
+            full_record(2, "example.com"),
+            swapped,
+            other_ip,
+            sparse_record(5, "example.org"),
+        ])
+        .unwrap();
+    let rows = |store: &mut Box<dyn Store>| {
+        let mut rows = Vec::new();
+        store
+            .report_rows("example.com", 0, 10, &mut |row, count| {
+                rows.push((row.source_ip.to_string(), count))
+            })
+            .unwrap();
+        rows
+    };
+    let first = rows(&mut store);
+    assert_eq!(
+        first,
+        [
+            ("192.0.2.9".to_string(), 1),
+            ("2001:db8::25".to_string(), 3)
+        ]
+    );
+    assert_eq!(rows(&mut backend.open()), first);
+    let latest = store.latest_policy("example.com", 0, 10).unwrap().unwrap();
+    assert_eq!(latest.domain, "example.com");
+    assert!(store
+        .latest_policy("example.com", 10, 20)
+        .unwrap()
+        .is_none());
+}
+
+/// A store of schema version 1 (policies in every record, lists as JSON
+/// objects, recipients as given) opens as version 2 with every record.
+fn a_version_1_store_is_migrated(backend: &dyn Backend) {
+    let (id, int, boolean, blob) = backend.types();
+    let (t, f) = if boolean == "BOOLEAN" {
+        ("TRUE", "FALSE")
+    } else {
+        ("1", "0")
+    };
+    backend.execute(&format!(
+        "CREATE TABLE dmarc_records (id {id}, time {int} NOT NULL, source_ip TEXT NOT NULL,          header_from TEXT NOT NULL, envelope_from TEXT, envelope_to TEXT, policy_domain TEXT,          policy_discovery TEXT, policy_p TEXT, policy_sp TEXT, policy_np TEXT, policy_adkim TEXT,          policy_aspf TEXT, policy_pct {int}, policy_fo TEXT, policy_testing {boolean},          policy_psd {boolean}, policy_rua TEXT, policy_ruf TEXT, dmarc TEXT NOT NULL,          disposition TEXT NOT NULL, dkim_aligned TEXT NOT NULL, spf_aligned TEXT NOT NULL,          reasons TEXT NOT NULL, spf_domain TEXT, spf_scope TEXT, spf_result TEXT,          spf_human_result TEXT, dkim TEXT NOT NULL);
+         CREATE INDEX dmarc_records_domain_time ON dmarc_records (policy_domain, time);
+         CREATE INDEX dmarc_records_time ON dmarc_records (time);
+         CREATE TABLE dmarc_reports (id {id}, policy_domain TEXT NOT NULL, period_begin {int} NOT NULL,          period_end {int} NOT NULL, report_id TEXT NOT NULL, message_count {int} NOT NULL,          created {int} NOT NULL, UNIQUE (policy_domain, period_begin, period_end));
+         CREATE TABLE dmarc_messages (id {id}, kind TEXT NOT NULL, policy_domain TEXT NOT NULL,          sender TEXT NOT NULL, recipient TEXT NOT NULL, payload {blob} NOT NULL, created {int} NOT NULL,          state TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, sent_at {int}, claimed_until {int});
+         INSERT INTO dmarc_records (time, source_ip, header_from, envelope_from, envelope_to,          policy_domain, policy_discovery, policy_p, policy_sp, policy_np, policy_adkim, policy_aspf,          policy_pct, policy_fo, policy_testing, policy_psd, policy_rua, policy_ruf, dmarc, disposition,          dkim_aligned, spf_aligned, reasons, spf_domain, spf_scope, spf_result, spf_human_result, dkim)          VALUES          (100, '192.0.2.1', 'Example.COM', 'bounce.example.com', NULL, 'example.com', 'psl', 'reject',           NULL, NULL, 'r', 'r', 100, '1', {f}, {f},           '[{{\"uri\":\"mailto:RUA@example.com\",\"max_size\":null}},{{\"uri\":\"mailto:rua@example.com\",\"max_size\":null}}]',           '[{{\"uri\":\"mailto:x%y@example.com\",\"max_size\":null}}]', 'fail', 'reject', 'fail', 'fail',           '[{{\"kind\":\"other\",\"comment\":\"sampled out by pct=50\"}}]', 'example.com', 'mfrom', 'fail', NULL,           '[{{\"domain\":\"x.example\",\"selector\":\"s\",\"result\":\"fail\",\"human_result\":null}},            {{\"domain\":\"example.com\",\"selector\":\"s\",\"result\":\"pass\",\"human_result\":null}}]'),
+         (200, '192.0.2.2', 'example.com', NULL, NULL, 'example.com', 'psl', 'reject',           NULL, NULL, 'r', 'r', 100, '1', {f}, {t}, '[]', '[]', 'pass', 'pass', 'pass', 'fail', '[]',           NULL, NULL, NULL, NULL, '[]'),
+         (300, '192.0.2.3', 'none.example', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,           NULL, NULL, NULL, NULL, NULL, NULL, 'none', 'none', 'fail', 'fail', '[]', NULL, NULL, NULL, NULL, '[]');
+         INSERT INTO dmarc_messages (kind, policy_domain, sender, recipient, payload, created, state, attempts)          VALUES ('failure', 'example.com', 'me@mx.example', 'RUF@Example.COM', 'x', 1, 'pending', 0);"
+    ));
+    if boolean == "BOOLEAN" {
+        backend.execute(
+            "CREATE TABLE dmarc_schema (version BIGINT NOT NULL); INSERT INTO dmarc_schema VALUES (1);",
+        );
+    } else {
+        backend.set_schema_version(1);
+    }
+    assert_eq!(
+        store::check(&backend.location()).unwrap(),
+        store::StoreStatus::Migrate { from: 1 }
+    );
+
+    let mut store = backend.open();
+    assert_eq!(
+        store::check(&backend.location()).unwrap(),
+        store::StoreStatus::Current
+    );
+    let read = store.records("example.com", 0, 1_000).unwrap();
+    assert_eq!(read.len(), 2);
+    let first = &read[0];
+    assert_eq!(first.header_from, "example.com");
+    let policy = first.policy.as_ref().unwrap();
+    assert_eq!(policy.rua.len(), 1, "repeats kept once");
+    assert_eq!(policy.rua[0].uri, "mailto:rua@example.com");
+    assert!(policy.ruf.is_empty(), "a relay hack is not kept");
+    assert_eq!(first.dkim[0].domain, "example.com", "report order");
+    assert_eq!(
+        first.reasons[0].comment.as_deref(),
+        Some("sampled out by pct=50")
+    );
+    assert!(read[1].policy.as_ref().unwrap().psd);
+    assert_eq!(backend.count("SELECT count(*) FROM dmarc_policies"), 2);
+    assert_eq!(backend.count("SELECT count(*) FROM dmarc_records"), 3);
+    let pending = store.pending_messages(0, 10).unwrap();
+    assert_eq!(pending[0].recipient, "ruf@example.com");
+    // And it goes on working.
+    store.insert(&[sparse_record(400, "example.com")]).unwrap();
+    assert_eq!(store.records("example.com", 0, 1_000).unwrap().len(), 3);
+}
+
+/// `check` says what opening would do, and changes nothing.
+fn check_reads_without_writing(backend: &dyn Backend) {
+    let status = store::check(&backend.location()).unwrap();
+    assert!(
+        matches!(
+            status,
+            store::StoreStatus::Missing | store::StoreStatus::Empty
+        ),
+        "{status:?}"
+    );
+    // Still nothing there: opening would create the schema.
+    assert!(matches!(
+        store::check(&backend.location()).unwrap(),
+        store::StoreStatus::Missing | store::StoreStatus::Empty
+    ));
+    drop(backend.open());
+    assert_eq!(
+        store::check(&backend.location()).unwrap(),
+        store::StoreStatus::Current
+    );
+    backend.set_schema_version(9);
+    let error = store::check(&backend.location()).unwrap_err();
+    assert!(
+        !error.transient && error.message.contains("schema version 9"),
+        "{error}"
+    );
+}
+
 // --- SQLite only ------------------------------------------------------------
+
+#[test]
+fn sqlite_check_creates_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reports.sqlite");
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        SqliteStore::check(&path).unwrap(),
+        store::StoreStatus::Missing
+    );
+    assert!(listing().is_empty());
+    // A store that exists, closed (WAL files gone): read as immutable.
+    SqliteStore::open(&path)
+        .unwrap()
+        .insert(&[sparse_record(1, "example.com")])
+        .unwrap();
+    let before = listing();
+    assert_eq!(
+        SqliteStore::check(&path).unwrap(),
+        store::StoreStatus::Current
+    );
+    assert_eq!(listing(), before);
+    // A store in use (WAL files there): read with them, nothing created.
+    let _open = SqliteStore::open(&path).unwrap();
+    let before = listing();
+    assert_eq!(
+        SqliteStore::check(&path).unwrap(),
+        store::StoreStatus::Current
+    );
+    assert_eq!(listing(), before);
+    // A foreign file is an error; a missing directory too.
+    let foreign = dir.path().join("foreign.sqlite");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE mail (id INTEGER)")
+        .unwrap();
+    assert!(SqliteStore::check(&foreign).is_err());
+    assert!(SqliteStore::check(&dir.path().join("no/such.sqlite")).is_err());
+    // A path an SQLite URI would misread.
+    let odd = dir.path().join("odd ?#%.sqlite");
+    SqliteStore::open(&odd).unwrap();
+    assert_eq!(
+        SqliteStore::check(&odd).unwrap(),
+        store::StoreStatus::Current
+    );
+}
+
+/// Issue 16 item 4: a store write-locked by another process opens (its
+/// schema is read without the write lock), and `check` reads it.
+#[test]
+fn sqlite_store_write_locked_by_another_process_opens_and_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reports.sqlite");
+    drop(SqliteStore::open(&path).unwrap());
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let options = store::SqliteOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..store::SqliteOptions::default()
+    };
+    let mut store = SqliteStore::open_with(&path, &options).unwrap();
+    assert_eq!(
+        SqliteStore::check(&path).unwrap(),
+        store::StoreStatus::Current
+    );
+    // Writing waits for the lock: a transient error.
+    let error = store
+        .insert(&[sparse_record(1, "example.com")])
+        .unwrap_err();
+    assert!(error.transient, "{error}");
+    locker.execute_batch("COMMIT").unwrap();
+    store.insert(&[sparse_record(1, "example.com")]).unwrap();
+}
 
 #[test]
 fn sqlite_store_in_a_missing_directory_is_a_clear_permanent_error() {
@@ -739,6 +1072,28 @@ fn postgres_store_reconnects_after_its_connection_is_killed() {
     assert_eq!(times(&store.records("example.com", 0, 10).unwrap()), [1, 2]);
 }
 
+/// Issue 16 item 8: a database whose encoding cannot hold every value
+/// would make one batch fail for ever; it is refused at once.
+#[test]
+fn postgres_database_not_in_utf8_is_refused_at_once() {
+    let Some(backend) = pg::database() else {
+        return;
+    };
+    backend.execute(
+        "CREATE DATABASE latin1_reports ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    let url = backend.url_of("latin1_reports");
+    let error = PostgresStore::connect(&url).unwrap_err();
+    assert!(!error.transient, "{error}");
+    assert!(error.message.contains("LATIN1"), "{error}");
+    assert!(error.message.contains("UTF8"), "{error}");
+    assert!(
+        !store::check(&StoreLocation::Postgres(url))
+            .unwrap_err()
+            .transient
+    );
+}
+
 #[test]
 fn postgres_store_refused_by_the_server_is_a_permanent_error() {
     let Some(backend) = pg::database() else {
@@ -807,6 +1162,18 @@ mod pg {
             self.admin()
                 .execute("UPDATE dmarc_schema SET version = $1", &[&version])
                 .unwrap();
+        }
+
+        fn execute(&self, statements: &str) {
+            self.admin().batch_execute(statements).unwrap();
+        }
+
+        fn count(&self, query: &str) -> i64 {
+            self.admin().query_one(query, &[]).unwrap().get(0)
+        }
+
+        fn types(&self) -> (&'static str, &'static str, &'static str, &'static str) {
+            ("BIGSERIAL PRIMARY KEY", "BIGINT", "BOOLEAN", "BYTEA")
         }
     }
 
@@ -1098,6 +1465,11 @@ struct FlakyStore {
 /// Implements `Store` for a wrapper by delegating everything but `insert`.
 macro_rules! delegate_store {
     ($wrapper:ty, |$this:ident, $records:ident| $insert:block) => {
+        delegate_store!($wrapper, |$this, $records| $insert, |this, message| {
+            this.inner.queue_message(message)
+        });
+    };
+    ($wrapper:ty, |$this:ident, $records:ident| $insert:block, |$qthis:ident, $message:ident| $queue:block) => {
         impl Store for $wrapper {
             fn insert(&mut self, $records: &[EvaluationRecord]) -> Result<(), StoreError> {
                 let $this = self;
@@ -1122,21 +1494,51 @@ macro_rules! delegate_store {
             ) -> Result<bool, StoreError> {
                 self.inner.report_exists(domain, begin, end)
             }
-            fn add_report(
+            fn add_report_with(
                 &mut self,
                 report: &ReportEntry,
-                messages: &[OutgoingMessage],
+                messages: &mut dyn Iterator<Item = OutgoingMessage>,
             ) -> Result<bool, StoreError> {
-                self.inner.add_report(report, messages)
+                self.inner.add_report_with(report, messages)
             }
-            fn queue_message(&mut self, message: &OutgoingMessage) -> Result<(), StoreError> {
-                self.inner.queue_message(message)
+            fn queue_message(&mut self, $message: &OutgoingMessage) -> Result<(), StoreError> {
+                let $qthis = self;
+                $queue
+            }
+            fn report_rows(
+                &mut self,
+                domain: &str,
+                begin: i64,
+                end: i64,
+                visit: &mut dyn FnMut(dmarc_report::aggregate::Row, u64),
+            ) -> Result<(), StoreError> {
+                self.inner.report_rows(domain, begin, end, visit)
+            }
+            fn latest_policy(
+                &mut self,
+                domain: &str,
+                begin: i64,
+                end: i64,
+            ) -> Result<Option<PublishedPolicy>, StoreError> {
+                self.inner.latest_policy(domain, begin, end)
             }
             fn pending_messages(
                 &mut self,
+                after: i64,
                 limit: usize,
             ) -> Result<Vec<dmarc_report::store::QueuedMessage>, StoreError> {
-                self.inner.pending_messages(limit)
+                self.inner.pending_messages(after, limit)
+            }
+            fn payload(&mut self, id: i64) -> Result<Vec<u8>, StoreError> {
+                self.inner.payload(id)
+            }
+            fn sent_since_domain(
+                &mut self,
+                kind: MessageKind,
+                domain: &str,
+                since: i64,
+            ) -> Result<u64, StoreError> {
+                self.inner.sent_since_domain(kind, domain, since)
             }
             fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError> {
                 self.inner.claim(id, now, until)
@@ -1412,4 +1814,245 @@ fn recorded_rows_survive_the_process_being_killed() {
         count_records(&path),
         usize::try_from(CHILD_MESSAGES * 2).unwrap()
     );
+}
+
+// --- The failure-report outbox ---------------------------------------------
+
+/// A store whose queue_message waits for a gate after telling it started.
+struct GatedQueue {
+    inner: SqliteStore,
+    gate: Gate,
+    entered: mpsc::Sender<()>,
+}
+
+delegate_store!(
+    GatedQueue,
+    |this, records| { this.inner.insert(records) },
+    |this, message| {
+        let _ = this.entered.send(());
+        this.gate.wait();
+        this.inner.queue_message(message)
+    }
+);
+
+fn failure_job(subject: &str, headers: usize) -> dmarc_report::failure::FailureJob {
+    use dmarc_report::failure::{AuthFailure, FailureConfig, FailureJob};
+    let mut record = full_record(1_000, "example.com");
+    if let Some(policy) = record.policy.as_mut() {
+        policy.psd = false;
+    }
+    let mut text = format!("From: boss@example.com\r\nSubject: {subject}\r\n");
+    for n in 0..headers {
+        text.push_str(&format!("X-Filler: u{n}@example.net\r\n"));
+    }
+    text.push_str("\r\n");
+    FailureJob {
+        record,
+        kinds: vec![AuthFailure::Dmarc],
+        destinations: vec![ReportDestination {
+            uri: "mailto:ruf@example.com".to_string(),
+            max_size: None,
+        }],
+        headers: text.into_bytes(),
+        body: None,
+        mail_from: Some("list-bounces+john.smith=mx.test@lists.example".to_string()),
+        envelope_id: Some("4XQID".to_string()),
+        authentication_results: None,
+        config: FailureConfig::new("mx.example.net"),
+        sender: "dmarc@mx.example.net".to_string(),
+        message_id_domain: "mx.example.net".to_string(),
+        time: 1_000,
+    }
+}
+
+/// Issue 16 item 1: queueing a failure report builds nothing; the
+/// outbox's thread does, one job after the other.
+#[test]
+fn the_outbox_builds_off_the_callers_path() {
+    use dmarc_report::{
+        counters::ReportCounters,
+        store::outbox::{Outbox, OutboxOptions},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reports.sqlite");
+    let gate = Gate::default();
+    let (entered, entries) = mpsc::channel();
+    let mut store = Some(Box::new(GatedQueue {
+        inner: SqliteStore::open(&path).unwrap(),
+        gate: gate.clone(),
+        entered,
+    }) as Box<dyn Store>);
+    let counters = Arc::new(ReportCounters::default());
+    let outbox = Outbox::start(
+        Box::new(move || {
+            store.take().ok_or_else(|| StoreError {
+                message: "opened twice".to_string(),
+                transient: false,
+            })
+        }),
+        OutboxOptions::default(),
+        Arc::clone(&counters),
+    )
+    .unwrap();
+    assert!(outbox.queue(failure_job("first", 0)));
+    // The thread built the first report and is held in the store.
+    entries.recv().unwrap();
+    assert_eq!(counters.snapshot().failure_reports_built, 1);
+    // A large hostile job: queueing it costs a move, nothing is built.
+    assert!(outbox.queue(failure_job("second", 20_000)));
+    let snapshot = counters.snapshot();
+    assert_eq!(
+        (snapshot.failure_jobs_queued, snapshot.failure_reports_built),
+        (2, 1)
+    );
+    gate.open();
+    assert!(outbox.flush(WAIT));
+    let snapshot = counters.snapshot();
+    assert_eq!(snapshot.failure_reports_built, 2);
+    assert_eq!(snapshot.failure_reports_stored, 2);
+    assert_eq!(
+        snapshot.failure_reports_truncated, 1,
+        "20,000 header fields do not fit 64 KiB"
+    );
+    let mut store = SqliteStore::open(&path).unwrap();
+    let pending = store.pending_messages(0, 10).unwrap();
+    assert_eq!(pending.len(), 2);
+    for queued in &pending {
+        let mail = store.payload(queued.id).unwrap();
+        assert!(mail.len() <= 64 * 1024, "{}", mail.len());
+        let text = String::from_utf8_lossy(&mail);
+        assert!(
+            text.contains("Original-Mail-From: <redacted1@lists.example>"),
+            "{text}"
+        );
+        assert!(!text.contains("john.smith"), "{text}");
+    }
+}
+
+/// The outbox is bounded in jobs and in bytes; over a bound a job is
+/// dropped and counted, the caller never waits.
+#[test]
+fn the_outbox_is_bounded_in_jobs_and_bytes() {
+    use dmarc_report::{
+        counters::ReportCounters,
+        store::outbox::{Outbox, OutboxOptions},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reports.sqlite");
+    let gate = Gate::default();
+    let (entered, entries) = mpsc::channel();
+    let mut store = Some(Box::new(GatedQueue {
+        inner: SqliteStore::open(&path).unwrap(),
+        gate: gate.clone(),
+        entered,
+    }) as Box<dyn Store>);
+    let counters = Arc::new(ReportCounters::default());
+    let job_size = failure_job("x", 10).memory_size();
+    let outbox = Outbox::start(
+        Box::new(move || {
+            store.take().ok_or_else(|| StoreError {
+                message: "twice".into(),
+                transient: false,
+            })
+        }),
+        OutboxOptions {
+            capacity: 100,
+            max_bytes: job_size * 3,
+        },
+        Arc::clone(&counters),
+    )
+    .unwrap();
+    assert!(outbox.queue(failure_job("x", 10)));
+    entries.recv().unwrap();
+    // The thread holds the first; three fit in the bytes, the rest go.
+    let accepted = (0..10)
+        .filter(|_| outbox.queue(failure_job("x", 10)))
+        .count();
+    assert_eq!(accepted, 3);
+    assert_eq!(counters.snapshot().failure_jobs_dropped, 7);
+    gate.open();
+    assert!(outbox.flush(WAIT));
+    assert_eq!(counters.snapshot().failure_reports_stored, 4);
+}
+
+/// The recorder is bounded in bytes as well as in calls.
+#[test]
+fn recorder_is_bounded_in_bytes() {
+    use dmarc_report::{counters::ReportCounters, store::recorder::RecorderOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reports.sqlite");
+    let (store, gate, entered, _) = GatedStore::new(&path);
+    let size = message_records(1)
+        .iter()
+        .map(EvaluationRecord::memory_size)
+        .sum::<usize>();
+    let mut store = Some(Box::new(store) as Box<dyn Store>);
+    let counters = Arc::new(ReportCounters::default());
+    let recorder = Recorder::start_with(
+        Box::new(move || {
+            store.take().ok_or_else(|| StoreError {
+                message: "twice".into(),
+                transient: false,
+            })
+        }),
+        RecorderOptions {
+            capacity: 1_000,
+            max_bytes: size * 5,
+        },
+        Arc::clone(&counters),
+    )
+    .unwrap();
+    assert!(recorder.record(message_records(0)));
+    entered.recv().unwrap();
+    let accepted = (1..=20)
+        .filter(|&t| recorder.record(message_records(t)))
+        .count();
+    assert_eq!(accepted, 5);
+    assert_eq!(recorder.stats().dropped, 30);
+    assert!(counters.snapshot().queue_bytes <= u64::try_from(size * 5).unwrap());
+    gate.open();
+    assert!(recorder.flush(WAIT));
+    assert_eq!(counters.snapshot().queue_bytes, 0);
+    assert_eq!(recorder.shutdown(WAIT).committed, 12);
+}
+
+/// Issue 16 item 4 / issue 14: a store that cannot be opened at start
+/// delays nothing: records wait (bounded) while the thread retries, and
+/// go in once it opens.
+#[test]
+fn recorder_opens_its_store_late_and_loses_nothing_queued() {
+    use dmarc_report::{counters::ReportCounters, store::recorder::RecorderOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reports.sqlite");
+    let failures_left = Arc::new(Mutex::new(3));
+    let opener_path = path.clone();
+    let left = Arc::clone(&failures_left);
+    let counters = Arc::new(ReportCounters::default());
+    let recorder = Recorder::start_with(
+        Box::new(move || {
+            let mut left = left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(StoreError {
+                    message: "database is locked".into(),
+                    transient: true,
+                });
+            }
+            Ok(Box::new(SqliteStore::open(&opener_path)?) as Box<dyn Store>)
+        }),
+        RecorderOptions::default(),
+        Arc::clone(&counters),
+    )
+    .unwrap();
+    let started = Instant::now();
+    for time in 0..10 {
+        assert!(recorder.record(message_records(time)));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "record never waits"
+    );
+    assert!(recorder.flush(WAIT));
+    assert_eq!(counters.snapshot().store_open_failures, 3);
+    assert_eq!(count_records(&path), 20);
 }

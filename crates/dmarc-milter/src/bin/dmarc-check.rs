@@ -201,6 +201,12 @@ fn action_line(report: &Report<'_>) -> String {
         Checked::TooLarge { .. } => {
             text.push_str(", larger than max_message_size: DKIM not verified");
         }
+        Checked::TooManyForged { forged, max } => {
+            let _ = write!(
+                text,
+                ", not checked: {forged} Authentication-Results fields to remove, more than max_forged_authentication_results ({max})"
+            );
+        }
         Checked::Verified(verdict) => {
             let wanted = decision.wanted(report.config);
             if dry_run(report.config) && wanted.as_str() != decision.outcome.action.as_str() {

@@ -4,12 +4,15 @@
 
 #![allow(dead_code)]
 
-use dmarc_milter::{reload_channel, Config, MilterListener, Reloader};
+use dmarc_milter::{reload_channel, Config, Counters, MilterListener, Reloader};
 use indymilter_test::{EomAction, EomActions, MacroStage, Status, TestConnection};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 use test_dns::TestDns;
@@ -62,13 +65,27 @@ impl Drop for TempDir {
 pub const MTA_NAME: &str = "mx.test.example";
 
 /// The configuration every test starts from: the test DNS server only,
-/// short timeouts, the bundled Public Suffix List; `extra` lines are added.
+/// short timeouts, the bundled Public Suffix List; `extra` lines are added
+/// (a key of the base set in `extra` replaces the base's).
 pub fn config_text(dns: SocketAddr, extra: &str) -> String {
     let psl = repo().join("crates/dmarc-verifier/data/public_suffix_list.dat");
-    format!(
-        "socket = \"inet:127.0.0.1:0\"\nnameservers = [\"{dns}\"]\ndns_timeout = 0.5\ndns_attempts = 1\npublic_suffix_list = \"{}\"\nshutdown_timeout = 10\n{extra}\n",
+    let base = format!(
+        "socket = \"inet:127.0.0.1:0\"\nnameservers = [\"{dns}\"]\ndns_timeout = 0.5\ndns_attempts = 1\npublic_suffix_list = \"{}\"\nshutdown_timeout = 10\n",
         psl.display()
-    )
+    );
+    let overridden = |line: &str| {
+        line.split_once(" = ").is_some_and(|(key, _)| {
+            extra
+                .lines()
+                .any(|extra_line| extra_line.trim_start().starts_with(&format!("{key} =")))
+        })
+    };
+    let kept: String = base
+        .lines()
+        .filter(|line| !overridden(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    format!("{kept}{extra}\n")
 }
 
 /// A milter running in-process on 127.0.0.1:0.
@@ -78,6 +95,8 @@ pub struct Milter {
     pub reloader: Reloader,
     pub config_path: PathBuf,
     pub dir: TempDir,
+    /// What the milter counts (every bound hit).
+    pub counters: Arc<Counters>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), dmarc_milter::Error>>>,
 }
@@ -101,15 +120,23 @@ impl Milter {
         let addr = listener.local_addr().expect("tcp address");
         let (reloader, reloads) = reload_channel();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(dmarc_milter::run(listener, config, reloads, async move {
-            let _ = rx.await;
-        }));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(dmarc_milter::run_with(
+            listener,
+            config,
+            reloads,
+            async move {
+                let _ = rx.await;
+            },
+            Arc::clone(&counters),
+        ));
         Milter {
             addr,
             dns,
             reloader,
             config_path,
             dir,
+            counters,
             shutdown: Some(tx),
             task: Some(task),
         }

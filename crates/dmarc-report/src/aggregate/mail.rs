@@ -93,22 +93,30 @@ pub(crate) fn base64_lines(data: &[u8]) -> String {
     out
 }
 
-/// `data` compressed with gzip, zero modification time.
-pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::GzBuilder::new()
+/// A gzip encoder into memory, zero modification time (so the same data
+/// always gives the same bytes).
+pub(crate) fn gzip_encoder() -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    // Writing into a Vec cannot fail: the only errors of these calls
-    // are those of the underlying writer.
+        .write(Vec::new(), flate2::Compression::default())
+}
+
+/// Writes `data` into `encoder`.
+pub(crate) fn gzip_write(encoder: &mut flate2::write::GzEncoder<Vec<u8>>, data: &[u8]) {
+    // Writing into a Vec cannot fail: the only errors of these calls are
+    // those of the underlying writer.
     #[allow(clippy::expect_used)]
-    {
-        encoder
-            .write_all(data)
-            .expect("invariant: writing to a Vec cannot fail");
-        encoder
-            .finish()
-            .expect("invariant: writing to a Vec cannot fail")
-    }
+    encoder
+        .write_all(data)
+        .expect("invariant: writing to a Vec cannot fail");
+}
+
+/// The compressed bytes.
+pub(crate) fn gzip_finish(encoder: flate2::write::GzEncoder<Vec<u8>>) -> Vec<u8> {
+    #[allow(clippy::expect_used)]
+    encoder
+        .finish()
+        .expect("invariant: writing to a Vec cannot fail")
 }
 
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic

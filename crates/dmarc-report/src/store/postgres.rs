@@ -1,18 +1,25 @@
 //! The PostgreSQL store: one report set shared by several MX hosts.
 
 use super::{
-    sql::{self, ColumnType, Dialect, Value, RECORD_COLUMNS},
-    MessageKind, OutgoingMessage, QueuedMessage, ReportEntry, Store, StoreError,
+    migrate,
+    sql::{self, Column, ColumnType, Dialect, Value},
+    MessageKind, OutgoingMessage, QueuedMessage, ReportEntry, Store, StoreError, StoreStatus,
 };
-use crate::model::EvaluationRecord;
-use postgres::{config::Host, types::ToSql, Client, Config, NoTls, Row, Transaction};
-use std::{borrow::Cow, time::Duration};
+use crate::aggregate::Row as ReportRow;
+use crate::model::{EvaluationRecord, PublishedPolicy};
+use postgres::{
+    config::Host, fallible_iterator::FallibleIterator, types::ToSql, Client, Config, GenericClient,
+    NoTls, Row, Transaction,
+};
+use std::{borrow::Cow, collections::HashMap, time::Duration};
 
 const DIALECT: Dialect = Dialect {
     id: "BIGSERIAL PRIMARY KEY",
     int: "BIGINT",
     bool: "BOOLEAN",
     blob: "BYTEA",
+    greatest: "GREATEST",
+    byte_order: " COLLATE \"C\"",
 };
 
 /// The advisory lock held while the schema is created or checked, so that
@@ -35,9 +42,14 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 /// A [`Store`] in a PostgreSQL database, with the sync `postgres` client
 /// (no TLS).
 ///
-/// The schema (tables `dmarc_records`, `dmarc_reports`, `dmarc_messages`
-/// and `dmarc_schema`, which holds the schema version) is created when
-/// missing, under an advisory lock so that hosts starting at once are safe.
+/// The schema (tables `dmarc_policies`, `dmarc_records`, `dmarc_reports`,
+/// `dmarc_messages` and `dmarc_schema`, which holds the schema version) is
+/// read first without any lock; it is created when missing, or migrated
+/// from version 1, under an advisory lock so that hosts starting at once
+/// are safe. The database's encoding must be UTF-8: in another one a
+/// report value (a selector, a reason) could fail to convert, and the
+/// batch holding it would be retried for ever; such a database is refused
+/// at once, with a clear error.
 /// A connection that breaks is replaced at the next call; the error of the
 /// call that saw it break is transient.
 ///
@@ -109,6 +121,35 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The state of the database at `url`, read without writing anything
+    /// (see [`super::check`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect`].
+    pub fn check(url: &str) -> Result<StoreStatus, StoreError> {
+        let store = PostgresStore::new(url)?;
+        let mut client = store
+            .config
+            .connect(NoTls)
+            .map_err(|error| store.error("connecting", &error, true))?;
+        let failed = |error: postgres::Error| store.error("reading the schema", &error, false);
+        check_encoding(&mut client).map_err(|error| store.wrap(error))?;
+        let mut transaction = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .map_err(failed)?;
+        let status = match schema_version(&mut transaction).map_err(failed)? {
+            None => StoreStatus::Empty,
+            Some(sql::SCHEMA_VERSION) => StoreStatus::Current,
+            Some(1) => StoreStatus::Migrate { from: 1 },
+            Some(other) => return Err(store.other_version(other)),
+        };
+        transaction.commit().map_err(failed)?;
+        Ok(status)
+    }
+
     /// The connection, made (with the schema checked) when there is none or
     /// the last one broke.
     fn client(&mut self) -> Result<&mut Client, StoreError> {
@@ -121,27 +162,61 @@ impl PostgresStore {
         };
         let client = self.client.insert(client);
         if !self.schema_checked {
-            let version = create_schema(client).map_err(|error| StoreError {
+            let target = self.target.clone();
+            let wrap = |error: StoreError| StoreError {
+                message: format!("PostgreSQL store {target}: {}", error.message),
+                transient: error.transient,
+            };
+            check_encoding(client).map_err(wrap)?;
+            let version = ensure_schema(client).map_err(|error| StoreError {
                 message: format!(
-                    "PostgreSQL store {}: creating the schema: {}",
-                    self.target,
+                    "PostgreSQL store {target}: creating the schema: {}",
                     describe_error(&error)
                 ),
                 transient: is_transient(&error),
             })?;
-            if version != sql::SCHEMA_VERSION {
-                return Err(StoreError {
-                    message: format!(
-                        "PostgreSQL store {}: schema version {version}, this program knows version {}",
-                        self.target,
-                        sql::SCHEMA_VERSION
-                    ),
-                    transient: false,
-                });
+            match version {
+                Ok(version) if version == sql::SCHEMA_VERSION => {}
+                Ok(other) => {
+                    return Err(StoreError {
+                        message: format!(
+                            "PostgreSQL store {target}: schema version {other}, this program knows version {}",
+                            sql::SCHEMA_VERSION
+                        ),
+                        transient: false,
+                    })
+                }
+                Err(error) => {
+                    return Err(StoreError {
+                        message: format!(
+                            "PostgreSQL store {target}: migrating the schema from version 1: {}",
+                            error.message
+                        ),
+                        transient: error.transient,
+                    })
+                }
             }
             self.schema_checked = true;
         }
         Ok(client)
+    }
+
+    fn wrap(&self, error: StoreError) -> StoreError {
+        StoreError {
+            message: format!("PostgreSQL store {}: {}", self.target, error.message),
+            transient: error.transient,
+        }
+    }
+
+    fn other_version(&self, version: i64) -> StoreError {
+        StoreError {
+            message: format!(
+                "PostgreSQL store {}: schema version {version}, this program knows version {}",
+                self.target,
+                sql::SCHEMA_VERSION
+            ),
+            transient: false,
+        }
     }
 
     /// Runs `work` on the connection; a connection that broke is dropped,
@@ -249,18 +324,56 @@ fn is_transient_connect(error: &postgres::Error) -> bool {
     }
 }
 
-/// Creates the schema when missing; the version of the schema found.
-fn create_schema(client: &mut Client) -> Result<i64, postgres::Error> {
+/// Refuses a database whose encoding is not UTF-8 (see
+/// [`PostgresStore`]).
+fn check_encoding(client: &mut Client) -> Result<(), StoreError> {
+    let encoding: String = client
+        .query_one("SHOW server_encoding", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(|error| StoreError {
+            message: format!("reading the database encoding: {}", describe_error(&error)),
+            transient: is_transient(&error),
+        })?;
+    if encoding.eq_ignore_ascii_case("UTF8") {
+        Ok(())
+    } else {
+        Err(StoreError {
+            message: format!(
+                "the database encoding is {encoding}; it must be UTF8 (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0)"
+            ),
+            transient: false,
+        })
+    }
+}
+
+/// The schema version, or `None` when there is no schema.
+fn schema_version(client: &mut impl GenericClient) -> Result<Option<i64>, postgres::Error> {
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass('dmarc_schema')::text", &[])?
+        .try_get(0)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    client
+        .query_opt("SELECT version FROM dmarc_schema LIMIT 1", &[])?
+        .map(|row| row.try_get(0))
+        .transpose()
+}
+
+/// Reads the schema version without a lock; when there is no schema or an
+/// old one, creates or migrates it under the advisory lock. The outer
+/// result is the database's, the inner the migration's (a record the new
+/// code cannot read).
+fn ensure_schema(client: &mut Client) -> Result<Result<i64, StoreError>, postgres::Error> {
+    match schema_version(client)? {
+        Some(version) if version != 1 => return Ok(Ok(version)),
+        _ => {}
+    }
     let mut transaction = client.transaction()?;
     transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
     transaction
         .batch_execute("CREATE TABLE IF NOT EXISTS dmarc_schema (version BIGINT NOT NULL)")?;
-    let found: Option<i64> = transaction
-        .query_opt("SELECT version FROM dmarc_schema LIMIT 1", &[])?
-        .map(|row| row.try_get(0))
-        .transpose()?;
-    let version = match found {
-        Some(version) => version,
+    let version = match schema_version(&mut transaction)? {
         None => {
             for statement in sql::schema(&DIALECT) {
                 transaction.batch_execute(&statement)?;
@@ -271,9 +384,130 @@ fn create_schema(client: &mut Client) -> Result<i64, postgres::Error> {
             )?;
             sql::SCHEMA_VERSION
         }
+        Some(1) => {
+            if let Err(error) = migrate_v1(&mut transaction)? {
+                transaction.rollback()?;
+                return Ok(Err(error));
+            }
+            transaction.execute(
+                "UPDATE dmarc_schema SET version = $1",
+                &[&sql::SCHEMA_VERSION],
+            )?;
+            sql::SCHEMA_VERSION
+        }
+        Some(version) => version,
     };
     transaction.commit()?;
-    Ok(version)
+    Ok(Ok(version))
+}
+
+/// Copies the version 1 records into the version 2 tables (see
+/// `migrate.rs`).
+fn migrate_v1(
+    transaction: &mut Transaction<'_>,
+) -> Result<Result<(), StoreError>, postgres::Error> {
+    for statement in migrate::before(&DIALECT) {
+        transaction.batch_execute(&statement)?;
+    }
+    let select = migrate::select_v1_batch();
+    let batch = i64::try_from(migrate::BATCH).unwrap_or(i64::MAX);
+    let mut after = 0i64;
+    loop {
+        let rows = transaction.query(&select, &[&after, &batch])?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = last.try_get(0)?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let values = read_values(row, 1, migrate::V1_COLUMNS.iter())?;
+            match migrate::record_from_v1(values) {
+                Ok(record) => records.push(clean_record(record)),
+                Err(error) => return Ok(Err(error)),
+            }
+        }
+        insert_into(transaction, migrate::NEW_TABLE, &records)?;
+    }
+    for statement in migrate::after() {
+        transaction.batch_execute(&statement)?;
+    }
+    Ok(Ok(()))
+}
+
+/// Inserts normalised records into `table`, each policy once (upserted,
+/// its `last_seen` moved forward), [`ROWS_PER_INSERT`] rows per statement.
+fn insert_into(
+    transaction: &mut Transaction<'_>,
+    table: &str,
+    records: &[EvaluationRecord],
+) -> Result<(), postgres::Error> {
+    let upsert = transaction.prepare(&sql::upsert_policy(&DIALECT))?;
+    let mut policy_ids: HashMap<String, i64> = HashMap::new();
+    for (hash, values) in sql::batch_policies(records) {
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(bind).collect();
+        let id: i64 = transaction.query_one(&upsert, &params)?.try_get(0)?;
+        policy_ids.insert(hash, id);
+    }
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let policy_id = record
+            .policy
+            .as_ref()
+            .and_then(|policy| policy_ids.get(&sql::policy_hash(policy)).copied());
+        rows.push(sql::record_values(record, policy_id));
+    }
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flatten().map(bind).collect();
+        transaction.execute(&sql::insert_records(table, chunk.len()), &params)?;
+    }
+    Ok(())
+}
+
+/// A record with every text NUL-free (see [`text`]).
+fn clean_record(record: EvaluationRecord) -> EvaluationRecord {
+    // The cheap path: most records hold no NUL at all.
+    let dirty = serde_json::to_string(&record)
+        .map(|json| json.contains("\\u0000"))
+        .unwrap_or(true);
+    if !dirty {
+        return record;
+    }
+    let clean = |s: String| text(&s).into_owned();
+    let opt = |s: Option<String>| s.map(clean);
+    EvaluationRecord {
+        header_from: clean(record.header_from),
+        envelope_from: opt(record.envelope_from),
+        envelope_to: opt(record.envelope_to),
+        policy: record.policy.map(|policy| PublishedPolicy {
+            domain: clean(policy.domain),
+            fo: clean(policy.fo),
+            ..policy
+        }),
+        reasons: record
+            .reasons
+            .into_iter()
+            .map(|reason| crate::model::PolicyOverride {
+                comment: opt(reason.comment),
+                ..reason
+            })
+            .collect(),
+        spf: record.spf.map(|spf| crate::model::SpfAuth {
+            domain: clean(spf.domain),
+            human_result: opt(spf.human_result),
+            ..spf
+        }),
+        dkim: record
+            .dkim
+            .into_iter()
+            .map(|dkim| crate::model::DkimAuth {
+                domain: clean(dkim.domain),
+                selector: clean(dkim.selector),
+                human_result: opt(dkim.human_result),
+                ..dkim
+            })
+            .collect(),
+        ..record
+    }
 }
 
 /// PostgreSQL text cannot hold NUL: it becomes U+FFFD, so that no value
@@ -294,11 +528,16 @@ fn bind(value: &Value) -> &(dyn ToSql + Sync) {
     }
 }
 
-fn read_record(row: &Row) -> Result<Vec<Value>, postgres::Error> {
-    RECORD_COLUMNS
-        .iter()
+/// The values of `row` from column `first` on, typed by `columns`.
+fn read_values<'c>(
+    row: &Row,
+    first: usize,
+    columns: impl Iterator<Item = &'c Column>,
+) -> Result<Vec<Value>, postgres::Error> {
+    columns
         .enumerate()
         .map(|(index, column)| {
+            let index = first + index;
             Ok(match column.kind {
                 ColumnType::Int => Value::Int(row.try_get(index)?),
                 ColumnType::Text => Value::Text(row.try_get(index)?),
@@ -331,24 +570,14 @@ impl Store for PostgresStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(records.len());
-        for record in records {
-            let mut values = sql::record_values(record)?;
-            for value in &mut values {
-                if let Value::Text(Some(string)) = value {
-                    if let Cow::Owned(clean) = text(string) {
-                        *string = clean;
-                    }
-                }
-            }
-            rows.push(values);
-        }
+        let records: Vec<EvaluationRecord> = records
+            .iter()
+            .cloned()
+            .map(|record| clean_record(record.normalized()))
+            .collect();
         self.run("inserting records", |client| {
             let mut transaction = client.transaction()?;
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let params: Vec<&(dyn ToSql + Sync)> = chunk.iter().flatten().map(bind).collect();
-                transaction.execute(&sql::insert_records(chunk.len()), &params)?;
-            }
+            insert_into(&mut transaction, "dmarc_records", &records)?;
             transaction.commit()
         })
     }
@@ -372,16 +601,69 @@ impl Store for PostgresStore {
         end: i64,
     ) -> Result<Vec<EvaluationRecord>, StoreError> {
         let policy_domain = text(policy_domain);
+        let layout = sql::full_record_layout();
         self.run("reading records", |client| {
             client
                 .query(&sql::select_records(), &[&policy_domain, &begin, &end])?
                 .iter()
-                .map(read_record)
+                .map(|row| read_values(row, 0, layout.iter().copied()))
                 .collect::<Result<Vec<_>, _>>()
         })?
         .into_iter()
         .map(sql::record_from_values)
         .collect()
+    }
+
+    fn report_rows(
+        &mut self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+        visit: &mut dyn FnMut(ReportRow, u64),
+    ) -> Result<(), StoreError> {
+        let policy_domain = text(policy_domain).into_owned();
+        let width = sql::ROW_COLUMNS.len();
+        // A row that does not read back stops the walk; its error is kept
+        // apart from the database's.
+        let mut bad_row = None;
+        self.run("reading report rows", |client| {
+            let params: [&(dyn ToSql + Sync); 3] = [&policy_domain, &begin, &end];
+            // query_raw streams: rows are read as they are used.
+            let mut rows = client.query_raw(&sql::select_report_rows(&DIALECT), params)?;
+            while let Some(row) = rows.next()? {
+                let values = read_values(&row, 0, sql::ROW_COLUMNS.iter())?;
+                let count: i64 = row.try_get(width)?;
+                match sql::report_row_from_values(values, count) {
+                    Ok((row, count)) => visit(row, count),
+                    Err(error) => {
+                        bad_row = Some(error);
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        bad_row.map_or(Ok(()), Err)
+    }
+
+    fn latest_policy(
+        &mut self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+    ) -> Result<Option<PublishedPolicy>, StoreError> {
+        let policy_domain = text(policy_domain);
+        self.run("reading the latest policy", |client| {
+            client
+                .query_opt(
+                    &sql::select_latest_policy(),
+                    &[&policy_domain, &begin, &end],
+                )?
+                .map(|row| read_values(&row, 0, sql::policy_layout()))
+                .transpose()
+        })?
+        .map(sql::policy_from_values)
+        .transpose()
     }
 
     fn report_exists(
@@ -399,10 +681,10 @@ impl Store for PostgresStore {
         Ok(count > 0)
     }
 
-    fn add_report(
+    fn add_report_with(
         &mut self,
         report: &ReportEntry,
-        messages: &[OutgoingMessage],
+        messages: &mut dyn Iterator<Item = OutgoingMessage>,
     ) -> Result<bool, StoreError> {
         let message_count = sql::to_i64(report.message_count, "message count")?;
         self.run("adding a report", |client| {
@@ -425,7 +707,7 @@ impl Store for PostgresStore {
                 return Ok(false);
             }
             for message in messages {
-                insert_message(&mut transaction, message)?;
+                insert_message(&mut transaction, &message)?;
             }
             transaction.commit()?;
             Ok(true)
@@ -440,33 +722,47 @@ impl Store for PostgresStore {
         })
     }
 
-    fn pending_messages(&mut self, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+    fn pending_messages(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.run("reading pending messages", |client| {
-            client.query(sql::SELECT_PENDING, &[&limit])
+            client.query(sql::SELECT_PENDING, &[&after, &limit])
         })?;
         rows.iter()
             .map(|row| {
                 let read =
                     |error: postgres::Error| self.error("reading pending messages", &error, false);
                 let kind: String = row.try_get(1).map_err(read)?;
-                let attempts: i32 = row.try_get(7).map_err(read)?;
+                let attempts: i32 = row.try_get(6).map_err(read)?;
                 Ok(QueuedMessage {
                     id: row.try_get(0).map_err(read)?,
-                    message: OutgoingMessage {
-                        kind: sql::kind_of(&kind)?,
-                        policy_domain: row.try_get(2).map_err(read)?,
-                        sender: row.try_get(3).map_err(read)?,
-                        recipient: row.try_get(4).map_err(read)?,
-                        payload: row.try_get(5).map_err(read)?,
-                        created: row.try_get(6).map_err(read)?,
-                    },
+                    kind: sql::kind_of(&kind)?,
+                    policy_domain: row.try_get(2).map_err(read)?,
+                    sender: row.try_get(3).map_err(read)?,
+                    recipient: row.try_get(4).map_err(read)?,
+                    created: row.try_get(5).map_err(read)?,
                     attempts: u32::try_from(attempts)
                         .map_err(|_| sql::corrupt("attempts", &attempts.to_string()))?,
-                    last_error: row.try_get(8).map_err(read)?,
+                    last_error: row.try_get(7).map_err(read)?,
                 })
             })
             .collect()
+    }
+
+    fn payload(&mut self, id: i64) -> Result<Vec<u8>, StoreError> {
+        let payload: Option<Vec<u8>> = self.run("reading a payload", |client| {
+            client
+                .query_opt(sql::SELECT_PAYLOAD, &[&id])?
+                .map(|row| row.try_get(0))
+                .transpose()
+        })?;
+        payload.ok_or_else(|| StoreError {
+            message: format!("no queued message with id {id}"),
+            transient: false,
+        })
     }
 
     fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError> {
@@ -497,26 +793,46 @@ impl Store for PostgresStore {
         recipient: &str,
         since: i64,
     ) -> Result<u64, StoreError> {
-        let recipient = text(recipient);
-        let count: i64 = self.run("counting sent messages", |client| {
-            client
-                .query_one(
-                    sql::COUNT_SENT,
-                    &[&sql::kind_word(kind), &recipient, &since],
-                )?
-                .try_get(0)
-        })?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        self.count(sql::COUNT_SENT, kind, recipient, since)
+    }
+
+    fn sent_since_domain(
+        &mut self,
+        kind: MessageKind,
+        policy_domain: &str,
+        since: i64,
+    ) -> Result<u64, StoreError> {
+        self.count(sql::COUNT_SENT_DOMAIN, kind, policy_domain, since)
     }
 
     fn purge(&mut self, before: i64) -> Result<u64, StoreError> {
         self.run("purging", |client| {
             let mut transaction = client.transaction()?;
             let records = transaction.execute(sql::PURGE_RECORDS, &[&before])?;
+            transaction.execute(sql::PURGE_POLICIES, &[&before])?;
             transaction.execute(sql::PURGE_MESSAGES, &[&before])?;
             transaction.execute(sql::PURGE_REPORTS, &[&before])?;
             transaction.commit()?;
             Ok(records)
         })
+    }
+}
+
+impl PostgresStore {
+    /// A count of sent messages (`COUNT_SENT` or `COUNT_SENT_DOMAIN`).
+    fn count(
+        &mut self,
+        statement: &str,
+        kind: MessageKind,
+        key: &str,
+        since: i64,
+    ) -> Result<u64, StoreError> {
+        let key = text(key);
+        let count: i64 = self.run("counting sent messages", |client| {
+            client
+                .query_one(statement, &[&sql::kind_word(kind), &key, &since])?
+                .try_get(0)
+        })?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }

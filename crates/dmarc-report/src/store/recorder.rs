@@ -1,10 +1,20 @@
 //! The write path of the milter: evaluation records go through a bounded
 //! queue to one thread that owns the store and commits them in groups.
 //!
-//! Mail is never slowed by reporting: [`Recorder::record`] never blocks and
-//! never waits for the disk or the database. When the queue is full (the
-//! store is slower than the mail, or failing), records are dropped and
-//! counted, with a warning at most every 10 s.
+//! Mail is never slowed by reporting: [`Recorder::record`] never blocks
+//! and never waits for the disk or the database. The queue is bounded
+//! twice: in calls ([`RecorderOptions::capacity`]) and in bytes
+//! ([`RecorderOptions::max_bytes`], from [`EvaluationRecord::memory_size`]),
+//! so that records made large by a hostile record (they are capped, see
+//! [`crate::model`], but still vary) cannot make the milter's memory grow
+//! while the store is slow or locked. When either bound is reached,
+//! records are dropped and counted, with a warning at most every 10 s.
+//!
+//! The store may also be missing at start (PostgreSQL down, a file
+//! locked, wrong permissions): [`Recorder::start_with`] takes a way to
+//! open it, and the thread opens it when the first records come, retrying
+//! with the same backoff while records wait in the bounded queue. Reporting
+//! is degraded meanwhile, mail is not: the caller never waits.
 //!
 //! Group commit: the thread waits for the first item, takes everything
 //! else already queued (up to [`BATCH_RECORDS`]) and inserts it in one
@@ -23,10 +33,14 @@
 //! is replaced), so a batch cannot be stuck on its own content.
 
 use super::{Store, StoreError};
-use crate::model::EvaluationRecord;
+use crate::{
+    counters::{add, ReportCounters},
+    logging::RateLimit,
+    model::EvaluationRecord,
+};
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
         mpsc::{self, Receiver, SyncSender, TrySendError},
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
     },
@@ -34,6 +48,31 @@ use std::{
     time::{Duration, Instant},
 };
 use tracing::{error, info, warn};
+
+/// Opens the store, once or again: called by the recorder's thread until
+/// it succeeds.
+pub type StoreOpener = Box<dyn FnMut() -> Result<Box<dyn Store>, StoreError> + Send>;
+
+/// The bounds of a recorder's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderOptions {
+    /// Calls of [`Recorder::record`] waiting, at most (at least 1).
+    pub capacity: usize,
+    /// Bytes of records waiting, at most, as [`EvaluationRecord::memory_size`]
+    /// counts them; a message's records are refused whole when they would
+    /// go over (but one message is always accepted into an empty queue).
+    pub max_bytes: usize,
+}
+
+impl Default for RecorderOptions {
+    /// 10,000 calls, 64 MiB.
+    fn default() -> Self {
+        RecorderOptions {
+            capacity: 10_000,
+            max_bytes: 64 << 20,
+        }
+    }
+}
 
 /// The most records committed in one transaction.
 pub const BATCH_RECORDS: usize = 1000;
@@ -49,7 +88,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const DROP_GRACE: Duration = Duration::from_secs(5);
 
 /// At most one warning about dropped records per this interval.
-const DROP_WARNING_INTERVAL_MS: u64 = 10_000;
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// While a batch keeps failing, at most one log line per this interval.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -83,23 +122,20 @@ pub struct RecorderStats {
 /// committing what is queued for up to 5 s, then ends on its own.
 #[derive(Debug)]
 pub struct Recorder {
-    sender: Option<SyncSender<Vec<EvaluationRecord>>>,
+    sender: Option<SyncSender<Batch>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// One call's records and their size in bytes.
+type Batch = (Vec<EvaluationRecord>, u64);
+
 /// What the callers and the thread share.
 #[derive(Debug)]
 struct Shared {
-    queued: AtomicU64,
-    committed: AtomicU64,
-    dropped: AtomicU64,
-    abandoned: AtomicU64,
-    failed_attempts: AtomicU64,
-    capacity: usize,
-    started: Instant,
-    /// Milliseconds after `started` before which no drop warning is logged.
-    next_drop_warning: AtomicU64,
+    counters: Arc<ReportCounters>,
+    options: RecorderOptions,
+    drop_warning: RateLimit,
     /// Guards the waits of `flush`, `shutdown` and the retry backoff.
     state: Mutex<ThreadState>,
     changed: Condvar,
@@ -115,30 +151,56 @@ struct ThreadState {
 
 impl Recorder {
     /// Starts the recorder's thread, which owns `store`, with a queue of
-    /// `capacity` calls of [`Recorder::record`] (at least 1).
+    /// `capacity` calls of [`Recorder::record`] (at least 1) and the
+    /// default bound in bytes.
     ///
     /// # Errors
     ///
     /// The error of spawning the thread (the system's thread limit).
     pub fn start(store: Box<dyn Store>, capacity: usize) -> std::io::Result<Recorder> {
-        let capacity = capacity.max(1);
-        let (sender, receiver) = mpsc::sync_channel(capacity);
-        let shared = Arc::new(Shared {
-            queued: AtomicU64::new(0),
-            committed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            abandoned: AtomicU64::new(0),
-            failed_attempts: AtomicU64::new(0),
+        let mut store = Some(store);
+        let opener: StoreOpener = Box::new(move || {
+            store.take().ok_or_else(|| StoreError {
+                message: "the store was already handed over".to_string(),
+                transient: false,
+            })
+        });
+        let options = RecorderOptions {
             capacity,
-            started: Instant::now(),
-            next_drop_warning: AtomicU64::new(0),
+            ..RecorderOptions::default()
+        };
+        Recorder::start_with(opener, options, Arc::default())
+    }
+
+    /// Starts the recorder's thread, which opens the store with `open` when
+    /// the first records come (and again, with backoff, until it
+    /// succeeds), with the queue bounded by `options`, counting into
+    /// `counters`.
+    ///
+    /// # Errors
+    ///
+    /// The error of spawning the thread (the system's thread limit).
+    pub fn start_with(
+        open: StoreOpener,
+        options: RecorderOptions,
+        counters: Arc<ReportCounters>,
+    ) -> std::io::Result<Recorder> {
+        let options = RecorderOptions {
+            capacity: options.capacity.max(1),
+            ..options
+        };
+        let (sender, receiver) = mpsc::sync_channel(options.capacity);
+        let shared = Arc::new(Shared {
+            counters,
+            options,
+            drop_warning: RateLimit::new(DROP_WARNING_INTERVAL),
             state: Mutex::new(ThreadState::default()),
             changed: Condvar::new(),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("dmarc-report-recorder".to_string())
-            .spawn(move || run(store, &receiver, &thread_shared))?;
+            .spawn(move || run(open, &receiver, &thread_shared))?;
         Ok(Recorder {
             sender: Some(sender),
             shared,
@@ -148,24 +210,33 @@ impl Recorder {
 
     /// Queues the records of one message; never blocks.
     ///
-    /// Returns false when they were dropped because the queue is full (a
-    /// warning with the running count is logged at most every 10 s) or the
-    /// recorder's thread has stopped. An empty list is accepted as is.
+    /// Returns false when they were dropped because the queue is full, in
+    /// calls or in bytes (a warning with the running count is logged at
+    /// most every 10 s), or the recorder's thread has stopped. An empty
+    /// list is accepted as is.
     pub fn record(&self, records: Vec<EvaluationRecord>) -> bool {
         if records.is_empty() {
             return true;
         }
-        let count = count(records.len());
-        let sent = match &self.sender {
-            Some(sender) => match sender.try_send(records) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
-            None => false,
-        };
+        let count = records.len();
+        let bytes = count_u64(records.iter().map(EvaluationRecord::memory_size).sum());
+        let counters = &self.shared.counters;
+        // Reserve the bytes first, so that racing callers cannot overshoot.
+        let before = counters.queue_bytes.fetch_add(bytes, Ordering::SeqCst);
+        let max = count_u64(self.shared.options.max_bytes);
+        let fits = before == 0 || before.saturating_add(bytes) <= max;
+        let sent = fits
+            && match &self.sender {
+                Some(sender) => match sender.try_send((records, bytes)) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+                },
+                None => false,
+            };
         if sent {
-            self.shared.queued.fetch_add(count, Ordering::SeqCst);
+            add(&counters.records_queued, count);
         } else {
+            counters.queue_bytes.fetch_sub(bytes, Ordering::SeqCst);
             self.shared.note_dropped(count);
         }
         sent
@@ -176,14 +247,26 @@ impl Recorder {
         self.shared.stats()
     }
 
+    /// The counters this recorder counts into (shared with the caller's).
+    pub fn counters(&self) -> &Arc<ReportCounters> {
+        &self.shared.counters
+    }
+
     /// Waits until every record queued before this call is committed, at
     /// most `timeout`; returns whether they were.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let target = self.shared.queued.load(Ordering::SeqCst);
-        let deadline = deadline_after(timeout);
+        self.flush_until(deadline_after(timeout))
+    }
+
+    /// Waits until every record queued before this call is committed, at
+    /// most until `deadline` (not at all when it has passed); returns
+    /// whether they were.
+    pub fn flush_until(&self, deadline: Instant) -> bool {
+        let counters = &self.shared.counters;
+        let target = counters.records_queued.load(Ordering::SeqCst);
         let mut state = self.shared.lock();
         loop {
-            if self.shared.committed.load(Ordering::SeqCst) >= target {
+            if counters.records_committed.load(Ordering::SeqCst) >= target {
                 return true;
             }
             let now = Instant::now();
@@ -262,35 +345,25 @@ impl Shared {
     }
 
     fn stats(&self) -> RecorderStats {
+        let counters = &self.counters;
         RecorderStats {
-            queued: self.queued.load(Ordering::SeqCst),
-            committed: self.committed.load(Ordering::SeqCst),
-            dropped: self.dropped.load(Ordering::SeqCst),
-            abandoned: self.abandoned.load(Ordering::SeqCst),
-            failed_attempts: self.failed_attempts.load(Ordering::SeqCst),
+            queued: counters.records_queued.load(Ordering::SeqCst),
+            committed: counters.records_committed.load(Ordering::SeqCst),
+            dropped: counters.records_dropped.load(Ordering::SeqCst),
+            abandoned: counters.records_abandoned.load(Ordering::SeqCst),
+            failed_attempts: counters.store_write_failures.load(Ordering::SeqCst),
         }
     }
 
     /// Counts dropped records and warns, at most once per interval, without
     /// taking a lock.
-    fn note_dropped(&self, count: u64) {
-        let total = self.dropped.fetch_add(count, Ordering::SeqCst) + count;
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next_drop_warning.load(Ordering::Relaxed);
-        if now >= next
-            && self
-                .next_drop_warning
-                .compare_exchange(
-                    next,
-                    now.saturating_add(DROP_WARNING_INTERVAL_MS),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
+    fn note_dropped(&self, count: usize) {
+        add(&self.counters.records_dropped, count);
+        if self.drop_warning.check().is_some() {
             warn!(
-                dropped = total,
-                capacity = self.capacity,
+                dropped = self.counters.records_dropped.load(Ordering::Relaxed),
+                capacity = self.options.capacity,
+                max_bytes = self.options.max_bytes,
                 "report recorder queue full: evaluation records dropped (mail is never delayed for reporting)"
             );
         }
@@ -299,7 +372,9 @@ impl Shared {
     /// Counts a commit and wakes `flush`.
     fn committed(&self, count: u64) {
         let _state = self.lock();
-        self.committed.fetch_add(count, Ordering::SeqCst);
+        self.counters
+            .records_committed
+            .fetch_add(count, Ordering::SeqCst);
         self.changed.notify_all();
     }
 
@@ -334,7 +409,9 @@ impl Shared {
 
     /// Gives up on records the store could not take before the deadline.
     fn abandon(&self, count: u64, error: Option<&StoreError>) {
-        self.abandoned.fetch_add(count, Ordering::SeqCst);
+        self.counters
+            .records_abandoned
+            .fetch_add(count, Ordering::SeqCst);
         match error {
             Some(error) => error!(
                 records = count,
@@ -360,24 +437,72 @@ impl Drop for Finished<'_> {
 }
 
 /// The recorder's thread: group commit until the queue is closed and empty.
-fn run(mut store: Box<dyn Store>, receiver: &Receiver<Vec<EvaluationRecord>>, shared: &Shared) {
+fn run(mut open: StoreOpener, receiver: &Receiver<Batch>, shared: &Shared) {
     let _finished = Finished(shared);
+    let mut store: Option<Box<dyn Store>> = None;
     let mut batch = Vec::new();
-    // After the queue is closed, `recv` still returns what it holds.
-    while let Ok(records) = receiver.recv() {
+    let take = |(records, bytes): Batch, batch: &mut Vec<EvaluationRecord>| {
+        shared
+            .counters
+            .queue_bytes
+            .fetch_sub(bytes, Ordering::SeqCst);
         batch.extend(records);
+    };
+    // After the queue is closed, `recv` still returns what it holds.
+    while let Ok(first) = receiver.recv() {
+        take(first, &mut batch);
         while batch.len() < BATCH_RECORDS {
             match receiver.try_recv() {
-                Ok(records) => batch.extend(records),
+                Ok(next) => take(next, &mut batch),
                 Err(_) => break,
             }
         }
-        if shared.past_deadline() {
-            shared.abandon(count(batch.len()), None);
-        } else {
-            commit(store.as_mut(), &batch, shared);
+        if store.is_none() {
+            store = open_store(&mut open, shared);
+        }
+        match store.as_mut() {
+            Some(store) if !shared.past_deadline() => commit(store.as_mut(), &batch, shared),
+            _ => shared.abandon(count(batch.len()), None),
         }
         batch.clear();
+    }
+}
+
+/// Opens the store, retrying with backoff (logged at most once a minute,
+/// every failure counted) until it opens or the shutdown deadline
+/// passes.
+fn open_store(open: &mut StoreOpener, shared: &Shared) -> Option<Box<dyn Store>> {
+    let mut delay = FIRST_BACKOFF;
+    let mut last_log: Option<Instant> = None;
+    let mut failures: u64 = 0;
+    loop {
+        match open() {
+            Ok(store) => {
+                if failures > 0 {
+                    info!(failures, "report store opened: reporting resumes");
+                }
+                return Some(store);
+            }
+            Err(error) => {
+                failures += 1;
+                shared
+                    .counters
+                    .store_open_failures
+                    .fetch_add(1, Ordering::SeqCst);
+                if last_log.is_none_or(|logged| logged.elapsed() >= FAILURE_LOG_INTERVAL) {
+                    last_log = Some(Instant::now());
+                    error!(
+                        failures,
+                        %error,
+                        "report store cannot be opened: reporting degraded (records wait in the bounded queue), mail is verified as usual; will retry"
+                    );
+                }
+                if !shared.wait_before_retry(delay) {
+                    return None;
+                }
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
     }
 }
 
@@ -406,7 +531,10 @@ fn commit(store: &mut dyn Store, batch: &[EvaluationRecord], shared: &Shared) {
             }
             Err(error) => error,
         };
-        shared.failed_attempts.fetch_add(1, Ordering::SeqCst);
+        shared
+            .counters
+            .store_write_failures
+            .fetch_add(1, Ordering::SeqCst);
         failures += 1;
         first_failure.get_or_insert_with(Instant::now);
         if last_log.is_none_or(|logged| logged.elapsed() >= FAILURE_LOG_INTERVAL) {
@@ -439,5 +567,9 @@ fn deadline_after(timeout: Duration) -> Instant {
 }
 
 fn count(records: usize) -> u64 {
-    u64::try_from(records).unwrap_or(u64::MAX)
+    count_u64(records)
+}
+
+fn count_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }

@@ -1,12 +1,17 @@
 //! The SQLite store: one file, WAL journal, nothing to run.
 
 use super::{
-    sql::{self, ColumnType, Dialect, Value, RECORD_COLUMNS},
-    MessageKind, OutgoingMessage, QueuedMessage, ReportEntry, Store, StoreError,
+    migrate,
+    sql::{self, ColumnType, Dialect, Value},
+    MessageKind, OutgoingMessage, QueuedMessage, ReportEntry, Store, StoreError, StoreStatus,
 };
-use crate::model::EvaluationRecord;
-use rusqlite::{types::ToSql, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
+use crate::aggregate::Row as ReportRow;
+use crate::model::{EvaluationRecord, PublishedPolicy};
+use rusqlite::{
+    types::ToSql, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -16,6 +21,9 @@ const DIALECT: Dialect = Dialect {
     int: "INTEGER",
     bool: "INTEGER",
     blob: "BLOB",
+    greatest: "max",
+    // SQLite compares text byte by byte (BINARY) unless told otherwise.
+    byte_order: "",
 };
 
 /// How much a commit survives (SQLite `PRAGMA synchronous`).
@@ -58,8 +66,9 @@ impl Default for SqliteOptions {
 /// block the writer (the milter's recorder) and several processes may open
 /// it at once; writes take the lock when their transaction begins
 /// (`BEGIN IMMEDIATE`), waiting up to the busy timeout for another writer.
-/// The schema is created when the file is new (schema version in
-/// `PRAGMA user_version`).
+/// The schema is created when the file is new, or migrated from version 1
+/// (schema version in `PRAGMA user_version`); opening a store whose schema
+/// is current takes no write lock.
 #[derive(Debug)]
 pub struct SqliteStore {
     connection: Connection,
@@ -87,25 +96,7 @@ impl SqliteStore {
     ///
     /// As [`SqliteStore::open`].
     pub fn open_with(path: &Path, options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let directory = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        if !directory.is_dir() {
-            let problem = if directory.exists() {
-                "is not a directory"
-            } else {
-                "does not exist"
-            };
-            return Err(StoreError {
-                message: format!(
-                    "SQLite store {}: {} {problem}",
-                    path.display(),
-                    directory.display()
-                ),
-                transient: false,
-            });
-        }
+        let directory = directory_of(path)?;
         let failed = |error: rusqlite::Error| opening_error(path, directory, &error);
         let connection = Connection::open(path).map_err(failed)?;
         connection
@@ -144,8 +135,53 @@ impl SqliteStore {
             connection,
             path: path.to_path_buf(),
         };
-        store.create_schema()?;
+        store.ensure_schema()?;
         Ok(store)
+    }
+
+    /// The state of the database at `path`, read without writing anything
+    /// (see [`super::check`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub fn check(path: &Path) -> Result<StoreStatus, StoreError> {
+        let directory = directory_of(path)?;
+        if !path.exists() {
+            return Ok(StoreStatus::Missing);
+        }
+        // Read-only. A WAL database needs its -wal and -shm files: when
+        // they exist they are used (and nothing is created); when they do
+        // not, the file is read as immutable, which creates none (there is
+        // no WAL content to miss then).
+        let with_suffix = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        let wal_files = with_suffix("-wal").exists() && with_suffix("-shm").exists();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let uri = format!(
+            "file:{}{}",
+            uri_path(path),
+            if wal_files { "" } else { "?immutable=1" }
+        );
+        let failed = |error: rusqlite::Error| opening_error(path, directory, &error);
+        let connection = Connection::open_with_flags(uri, flags).map_err(failed)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(failed)?;
+        match version {
+            sql::SCHEMA_VERSION => Ok(StoreStatus::Current),
+            1 => Ok(StoreStatus::Migrate { from: 1 }),
+            0 => match foreign_table(&connection).map_err(failed)? {
+                Some(name) => Err(not_ours(path, &name)),
+                None => Ok(StoreStatus::Empty),
+            },
+            other => Err(other_version(path, other)),
+        }
     }
 
     /// The database file.
@@ -153,11 +189,24 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Creates the schema in a new database, or checks the version of an
-    /// existing one. `BEGIN IMMEDIATE` makes two processes opening a new
+    /// Checks the schema version with a plain read (no write lock: a store
+    /// busy with another writer opens at once); creates the schema of a
+    /// new database or migrates one of version 1 in one write
+    /// transaction, `BEGIN IMMEDIATE`, so that two processes opening a new
     /// file at once create it one after the other.
-    fn create_schema(&mut self) -> Result<(), StoreError> {
+    fn ensure_schema(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
+        let failed = |error: rusqlite::Error| store_error(&path, "reading the schema", &error);
+        let version: i64 = self
+            .connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(failed)?;
+        if version == sql::SCHEMA_VERSION {
+            return Ok(());
+        }
+        if version > sql::SCHEMA_VERSION {
+            return Err(other_version(&path, version));
+        }
         let failed = |error: rusqlite::Error| store_error(&path, "creating the schema", &error);
         let transaction = self
             .connection
@@ -166,38 +215,25 @@ impl SqliteStore {
         let version: i64 = transaction
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(failed)?;
-        if version == sql::SCHEMA_VERSION {
-            return Ok(());
-        }
-        if version != 0 {
-            return Err(StoreError {
+        match version {
+            sql::SCHEMA_VERSION => return Ok(()),
+            0 => {
+                if let Some(name) = foreign_table(&transaction).map_err(failed)? {
+                    return Err(not_ours(&path, &name));
+                }
+                for statement in sql::schema(&DIALECT) {
+                    transaction.execute(&statement, []).map_err(failed)?;
+                }
+            }
+            1 => migrate_v1(&transaction).map_err(|error| StoreError {
                 message: format!(
-                    "SQLite store {}: schema version {version}, this program knows version {}",
+                    "SQLite store {}: migrating the schema from version 1: {}",
                     path.display(),
-                    sql::SCHEMA_VERSION
+                    error.message
                 ),
-                transient: false,
-            });
-        }
-        let foreign: Option<String> = transaction
-            .query_row(
-                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 1",
-                [],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(failed)?;
-        if let Some(name) = foreign {
-            return Err(StoreError {
-                message: format!(
-                    "SQLite store {}: not a dmarc-report database (it holds {name:?} and no schema version)",
-                    path.display()
-                ),
-                transient: false,
-            });
-        }
-        for statement in sql::schema(&DIALECT) {
-            transaction.execute(&statement, []).map_err(failed)?;
+                transient: error.transient,
+            })?,
+            other => return Err(other_version(&path, other)),
         }
         transaction
             .pragma_update(None, "user_version", sql::SCHEMA_VERSION)
@@ -228,6 +264,147 @@ impl SqliteStore {
     }
 }
 
+/// The directory of the database file, which must exist.
+fn directory_of(path: &Path) -> Result<&Path, StoreError> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if directory.is_dir() {
+        return Ok(directory);
+    }
+    let problem = if directory.exists() {
+        "is not a directory"
+    } else {
+        "does not exist"
+    };
+    Err(StoreError {
+        message: format!(
+            "SQLite store {}: {} {problem}",
+            path.display(),
+            directory.display()
+        ),
+        transient: false,
+    })
+}
+
+/// `path` for an SQLite URI (RFC 3986 path, `%`, `?` and `#` and every
+/// octet outside printable ASCII percent-encoded).
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_graphic() && !matches!(byte, b'%' | b'?' | b'#') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A table that is not SQLite's own, in a database of version 0.
+fn foreign_table(connection: &Connection) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+}
+
+fn not_ours(path: &Path, table: &str) -> StoreError {
+    StoreError {
+        message: format!(
+            "SQLite store {}: not a dmarc-report database (it holds {table:?} and no schema version)",
+            path.display()
+        ),
+        transient: false,
+    }
+}
+
+fn other_version(path: &Path, version: i64) -> StoreError {
+    StoreError {
+        message: format!(
+            "SQLite store {}: schema version {version}, this program knows version {}",
+            path.display(),
+            sql::SCHEMA_VERSION
+        ),
+        transient: false,
+    }
+}
+
+/// Copies the version 1 records into the version 2 tables (see
+/// `migrate.rs`).
+fn migrate_v1(transaction: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let failed = |error: rusqlite::Error| StoreError {
+        message: error.to_string(),
+        transient: is_transient(&error),
+    };
+    for statement in migrate::before(&DIALECT) {
+        transaction.execute(&statement, []).map_err(failed)?;
+    }
+    let select = sql::sqlite_placeholders(&migrate::select_v1_batch());
+    let mut after = 0i64;
+    loop {
+        let batch_size = i64::try_from(migrate::BATCH).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<Value>)> = {
+            let mut statement = transaction.prepare_cached(&select).map_err(failed)?;
+            let rows = statement
+                .query_map([after, batch_size], |row| {
+                    let id: i64 = row.get(0)?;
+                    let values = read_values(row, 1, migrate::V1_COLUMNS.iter())?;
+                    Ok((id, values))
+                })
+                .map_err(failed)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(failed)?
+        };
+        let Some(&(last, _)) = rows.last() else {
+            break;
+        };
+        after = last;
+        let records = rows
+            .into_iter()
+            .map(|(_, values)| migrate::record_from_v1(values))
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_into(transaction, migrate::NEW_TABLE, &records).map_err(failed)?;
+    }
+    for statement in migrate::after() {
+        transaction.execute(&statement, []).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Inserts normalised records into `table`, each policy once (upserted,
+/// its `last_seen` moved forward).
+fn insert_into(
+    transaction: &rusqlite::Transaction<'_>,
+    table: &str,
+    records: &[EvaluationRecord],
+) -> rusqlite::Result<()> {
+    let mut upsert =
+        transaction.prepare_cached(&sql::sqlite_placeholders(&sql::upsert_policy(&DIALECT)))?;
+    let mut insert =
+        transaction.prepare_cached(&sql::sqlite_placeholders(&sql::insert_records(table, 1)))?;
+    let mut policy_ids: HashMap<String, i64> = HashMap::new();
+    for (hash, values) in sql::batch_policies(records) {
+        let params: Vec<&dyn ToSql> = values.iter().map(bind).collect();
+        let id: i64 = upsert.query_row(params.as_slice(), |row| row.get(0))?;
+        policy_ids.insert(hash, id);
+    }
+    for record in records {
+        let policy_id = record
+            .policy
+            .as_ref()
+            .and_then(|policy| policy_ids.get(&sql::policy_hash(policy)).copied());
+        let values = sql::record_values(record, policy_id);
+        let params: Vec<&dyn ToSql> = values.iter().map(bind).collect();
+        insert.execute(params.as_slice())?;
+    }
+    Ok(())
+}
+
 /// A store error for `doing` on the database at `path`.
 fn store_error(path: &Path, doing: &str, error: &rusqlite::Error) -> StoreError {
     StoreError {
@@ -245,7 +422,7 @@ fn opening_error(path: &Path, directory: &Path, error: &rusqlite::Error) -> Stor
             | ErrorCode::ReadOnly
             | ErrorCode::AuthorizationForStatementDenied,
         ) => format!(
-            " (is the directory {} writable by this user?)",
+            " (are the directory {} and the file readable and writable by this user?)",
             directory.display()
         ),
         _ => String::new(),
@@ -273,11 +450,16 @@ fn bind(value: &Value) -> &dyn ToSql {
     }
 }
 
-fn read_record(row: &Row<'_>) -> rusqlite::Result<Vec<Value>> {
-    RECORD_COLUMNS
-        .iter()
+/// The values of `row` from column `first` on, typed by `columns`.
+fn read_values<'c>(
+    row: &Row<'_>,
+    first: usize,
+    columns: impl Iterator<Item = &'c sql::Column>,
+) -> rusqlite::Result<Vec<Value>> {
+    columns
         .enumerate()
         .map(|(index, column)| {
+            let index = first + index;
             Ok(match column.kind {
                 ColumnType::Int => Value::Int(row.get(index)?),
                 ColumnType::Text => Value::Text(row.get(index)?),
@@ -309,18 +491,13 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        let rows = records
+        let records: Vec<EvaluationRecord> = records
             .iter()
-            .map(sql::record_values)
-            .collect::<Result<Vec<_>, _>>()?;
+            .cloned()
+            .map(EvaluationRecord::normalized)
+            .collect();
         self.write("inserting records", |transaction| {
-            let mut statement =
-                transaction.prepare_cached(&sql::sqlite_placeholders(&sql::insert_records(1)))?;
-            for values in &rows {
-                let params: Vec<&dyn ToSql> = values.iter().map(bind).collect();
-                statement.execute(params.as_slice())?;
-            }
-            Ok(())
+            insert_into(transaction, "dmarc_records", &records)
         })
     }
 
@@ -344,12 +521,15 @@ impl Store for SqliteStore {
         begin: i64,
         end: i64,
     ) -> Result<Vec<EvaluationRecord>, StoreError> {
+        let layout = sql::full_record_layout();
         let result = self
             .connection
             .prepare_cached(&sql::sqlite_placeholders(&sql::select_records()))
             .and_then(|mut statement| {
                 statement
-                    .query_map(rusqlite::params![policy_domain, begin, end], read_record)?
+                    .query_map(rusqlite::params![policy_domain, begin, end], |row| {
+                        read_values(row, 0, layout.iter().copied())
+                    })?
                     .collect::<rusqlite::Result<Vec<_>>>()
             });
         result
@@ -357,6 +537,56 @@ impl Store for SqliteStore {
             .into_iter()
             .map(sql::record_from_values)
             .collect()
+    }
+
+    fn report_rows(
+        &mut self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+        visit: &mut dyn FnMut(ReportRow, u64),
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let failed = |error: rusqlite::Error| store_error(&path, "reading report rows", &error);
+        let mut statement = self
+            .connection
+            .prepare_cached(&sql::sqlite_placeholders(&sql::select_report_rows(
+                &DIALECT,
+            )))
+            .map_err(failed)?;
+        let mut rows = statement
+            .query(rusqlite::params![policy_domain, begin, end])
+            .map_err(failed)?;
+        let width = sql::ROW_COLUMNS.len();
+        while let Some(row) = rows.next().map_err(failed)? {
+            let values = read_values(row, 0, sql::ROW_COLUMNS.iter()).map_err(failed)?;
+            let count: i64 = row.get(width).map_err(failed)?;
+            let (row, count) = sql::report_row_from_values(values, count)?;
+            visit(row, count);
+        }
+        Ok(())
+    }
+
+    fn latest_policy(
+        &mut self,
+        policy_domain: &str,
+        begin: i64,
+        end: i64,
+    ) -> Result<Option<PublishedPolicy>, StoreError> {
+        let result = self
+            .connection
+            .prepare_cached(&sql::sqlite_placeholders(&sql::select_latest_policy()))
+            .and_then(|mut statement| {
+                statement
+                    .query_row(rusqlite::params![policy_domain, begin, end], |row| {
+                        read_values(row, 0, sql::policy_layout())
+                    })
+                    .optional()
+            });
+        result
+            .map_err(|error| self.error("reading the latest policy", &error))?
+            .map(sql::policy_from_values)
+            .transpose()
     }
 
     fn report_exists(
@@ -376,10 +606,10 @@ impl Store for SqliteStore {
         Ok(count > 0)
     }
 
-    fn add_report(
+    fn add_report_with(
         &mut self,
         report: &ReportEntry,
-        messages: &[OutgoingMessage],
+        messages: &mut dyn Iterator<Item = OutgoingMessage>,
     ) -> Result<bool, StoreError> {
         let message_count = sql::to_i64(report.message_count, "message count")?;
         self.write("adding a report", |transaction| {
@@ -398,7 +628,7 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             for message in messages {
-                insert_message(transaction, message)?;
+                insert_message(transaction, &message)?;
             }
             Ok(true)
         })
@@ -410,27 +640,27 @@ impl Store for SqliteStore {
         })
     }
 
-    fn pending_messages(&mut self, limit: usize) -> Result<Vec<QueuedMessage>, StoreError> {
+    fn pending_messages(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let result = self
             .connection
             .prepare_cached(&sql::sqlite_placeholders(sql::SELECT_PENDING))
             .and_then(|mut statement| {
                 statement
-                    .query_map([limit], |row| {
+                    .query_map([after, limit], |row| {
                         Ok((
                             row.get::<_, i64>(0)?,
                             row.get::<_, String>(1)?,
-                            OutgoingMessage {
-                                kind: MessageKind::Aggregate,
-                                policy_domain: row.get(2)?,
-                                sender: row.get(3)?,
-                                recipient: row.get(4)?,
-                                payload: row.get(5)?,
-                                created: row.get(6)?,
-                            },
-                            row.get::<_, i64>(7)?,
-                            row.get::<_, Option<String>>(8)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, String>(4)?,
+                            row.get::<_, i64>(5)?,
+                            row.get::<_, i64>(6)?,
+                            row.get::<_, Option<String>>(7)?,
                         ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()
@@ -438,17 +668,38 @@ impl Store for SqliteStore {
         result
             .map_err(|error| self.error("reading pending messages", &error))?
             .into_iter()
-            .map(|(id, kind, mut message, attempts, last_error)| {
-                message.kind = sql::kind_of(&kind)?;
-                Ok(QueuedMessage {
-                    id,
-                    message,
-                    attempts: u32::try_from(attempts)
-                        .map_err(|_| sql::corrupt("attempts", &attempts.to_string()))?,
-                    last_error,
-                })
-            })
+            .map(
+                |(id, kind, policy_domain, sender, recipient, created, attempts, last_error)| {
+                    Ok(QueuedMessage {
+                        id,
+                        kind: sql::kind_of(&kind)?,
+                        policy_domain,
+                        sender,
+                        recipient,
+                        created,
+                        attempts: u32::try_from(attempts)
+                            .map_err(|_| sql::corrupt("attempts", &attempts.to_string()))?,
+                        last_error,
+                    })
+                },
+            )
             .collect()
+    }
+
+    fn payload(&mut self, id: i64) -> Result<Vec<u8>, StoreError> {
+        let payload: Option<Vec<u8>> = self
+            .connection
+            .query_row(
+                &sql::sqlite_placeholders(sql::SELECT_PAYLOAD),
+                [id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|error| self.error("reading a payload", &error))?;
+        payload.ok_or_else(|| StoreError {
+            message: format!("no queued message with id {id}"),
+            transient: false,
+        })
     }
 
     fn claim(&mut self, id: i64, now: i64, until: i64) -> Result<bool, StoreError> {
@@ -481,26 +732,49 @@ impl Store for SqliteStore {
         recipient: &str,
         since: i64,
     ) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .connection
-            .query_row(
-                &sql::sqlite_placeholders(sql::COUNT_SENT),
-                rusqlite::params![sql::kind_word(kind), recipient, since],
-                |row| row.get(0),
-            )
-            .map_err(|error| self.error("counting sent messages", &error))?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        self.count(sql::COUNT_SENT, kind, recipient, since)
+    }
+
+    fn sent_since_domain(
+        &mut self,
+        kind: MessageKind,
+        policy_domain: &str,
+        since: i64,
+    ) -> Result<u64, StoreError> {
+        self.count(sql::COUNT_SENT_DOMAIN, kind, policy_domain, since)
     }
 
     fn purge(&mut self, before: i64) -> Result<u64, StoreError> {
         let purged = self.write("purging", |transaction| {
             let records =
                 transaction.execute(&sql::sqlite_placeholders(sql::PURGE_RECORDS), [before])?;
+            transaction.execute(&sql::sqlite_placeholders(sql::PURGE_POLICIES), [before])?;
             transaction.execute(&sql::sqlite_placeholders(sql::PURGE_MESSAGES), [before])?;
             transaction.execute(&sql::sqlite_placeholders(sql::PURGE_REPORTS), [before])?;
             Ok(records)
         })?;
         Ok(u64::try_from(purged).unwrap_or(u64::MAX))
+    }
+}
+
+impl SqliteStore {
+    /// A count of sent messages (`COUNT_SENT` or `COUNT_SENT_DOMAIN`).
+    fn count(
+        &mut self,
+        statement: &str,
+        kind: MessageKind,
+        key: &str,
+        since: i64,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .connection
+            .query_row(
+                &sql::sqlite_placeholders(statement),
+                rusqlite::params![sql::kind_word(kind), key, since],
+                |row| row.get(0),
+            )
+            .map_err(|error| self.error("counting sent messages", &error))?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
 
