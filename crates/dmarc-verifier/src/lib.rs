@@ -51,6 +51,7 @@ mod error;
 pub mod message;
 pub mod policy;
 pub mod record;
+pub mod spf;
 pub mod trail;
 pub mod verdict;
 mod verifier;
