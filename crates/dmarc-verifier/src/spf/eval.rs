@@ -879,7 +879,7 @@ fn in_v6(ip: Ipv6Addr, network: Ipv6Addr, cidr: u8) -> bool {
 /// The indexes of the first [`PTR_NAME_LIMIT`] names in name order, and
 /// how many there are (§4.6.4: the others are ignored). Name order makes
 /// "the first 10" independent of the order the DNS answered in.
-fn first_names(names: &[Box<str>]) -> ([usize; PTR_NAME_LIMIT], usize) {
+pub(super) fn first_names(names: &[Box<str>]) -> ([usize; PTR_NAME_LIMIT], usize) {
     let mut first = [0usize; PTR_NAME_LIMIT];
     let mut count = 0;
     for (index, name) in names.iter().enumerate() {
