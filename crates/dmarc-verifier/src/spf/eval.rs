@@ -570,30 +570,17 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             self.void(frame, term)?;
             return Ok(Step::NoMatch);
         }
-        // §4.6.4: more than 10 MX names is permerror, whatever their
-        // order (so the result does not depend on it).
-        if exchanges.len() > MX_NAME_LIMIT {
-            return Err((
-                SpfResult::PermError,
-                format!(
-                    "{} of {}: {} MX names at {}, more than {MX_NAME_LIMIT} (RFC 7208 §4.6.4)",
-                    frame.term(term),
-                    frame.domain,
-                    exchanges.len(),
-                    self.name
-                ),
-            ));
-        }
-        let mut order = [0usize; MX_NAME_LIMIT];
-        let order = order.get_mut(..exchanges.len()).unwrap_or_default();
-        for (index, slot) in order.iter_mut().enumerate() {
-            *slot = index;
-        }
-        order.sort_unstable_by_key(|&index| exchanges.get(index));
-        for &index in order.iter() {
-            let Some((_, exchange)) = exchanges.get(index) else {
-                continue;
-            };
+        // Tried by preference, then name: the order the DNS answered in
+        // does not change the result. (At most 11 passes over the set.)
+        let mut asked = 0;
+        let mut previous: Option<(&(u16, Box<str>), usize)> = None;
+        while let Some((index, (_, exchange))) = exchanges
+            .iter()
+            .enumerate()
+            .filter(|&(index, mx)| previous.is_none_or(|last| (mx, index) > last))
+            .min_by_key(|&(index, mx)| (mx, index))
+        {
+            previous = exchanges.get(index).map(|mx| (mx, index));
             self.name.clear();
             self.name.push_str(exchange);
             name::finish_target(&mut self.name);
@@ -602,6 +589,19 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             if !name::is_queryable(&self.name) {
                 continue;
             }
+            // §4.6.4: an mx that would ask for the addresses of an 11th
+            // name is permerror.
+            if asked == MX_NAME_LIMIT {
+                return Err((
+                    SpfResult::PermError,
+                    format!(
+                        "{} of {}: more than {MX_NAME_LIMIT} MX names to try (RFC 7208 §4.6.4)",
+                        frame.term(term),
+                        frame.domain,
+                    ),
+                ));
+            }
+            asked += 1;
             match self.addresses(cidr4, cidr6).await {
                 Ok(Addresses::Match) => return Ok(Step::Match),
                 Ok(Addresses::NoMatch | Addresses::Void) => {}

@@ -43,9 +43,9 @@
 //!   (`include`, `a`, `mx`, `ptr`, `exists`, `redirect`), at most
 //!   [`VOID_LOOKUP_LIMIT`] of them answered NXDOMAIN or NODATA (the `ptr`
 //!   mechanism, whose PTR records are the client's and not the domain's,
-//!   does not count), at most [`MX_NAME_LIMIT`] MX names, at most the
-//!   first [`PTR_NAME_LIMIT`] PTR names; beyond the first three limits the
-//!   result is `permerror`. The time spent waiting on the DNS is bounded by
+//!   does not count), the addresses of at most [`MX_NAME_LIMIT`] MX names
+//!   per `mx`, at most the first [`PTR_NAME_LIMIT`] PTR names; beyond the
+//!   first three limits the result is `permerror`. The time spent waiting on the DNS is bounded by
 //!   [`SpfOptions::time_budget`] (`temperror` when exceeded).
 //!
 //! Where the RFC leaves an order open, the engine fixes one, so that the
@@ -101,7 +101,8 @@ pub const DNS_LOOKUP_LIMIT: u8 = 10;
 /// RFC 7208 §4.6.4: at most 2 of those terms answered NXDOMAIN or NODATA
 /// (the RFC's recommended default).
 pub const VOID_LOOKUP_LIMIT: u8 = 2;
-/// RFC 7208 §4.6.4: an `mx` mechanism with more MX names is `permerror`.
+/// RFC 7208 §4.6.4: an `mx` mechanism that would look up the addresses
+/// of more MX names is `permerror` (one that matches before does not).
 pub const MX_NAME_LIMIT: usize = 10;
 /// RFC 7208 §4.6.4: `ptr` and `%{p}` look at this many PTR names, and
 /// ignore the others.

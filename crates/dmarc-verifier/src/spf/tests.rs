@@ -233,47 +233,83 @@ async fn void_lookup_limit() {
     assert!(fail.asked().contains(&"TXT nx3.example.com".to_string()));
 }
 
-/// RFC 7208 §4.6.4: more than 10 MX names is a permerror, even when an
-/// earlier one would match; 10 are all tried, in preference order, and the
-/// answer's order does not matter.
+/// RFC 7208 §4.6.4: an mx that would look up the addresses of an 11th
+/// MX name is a permerror; one that matches before is not. Names are tried
+/// by preference (then name), so the answer's order does not matter.
 #[tokio::test]
 async fn mx_name_limit() {
-    let zone = |count: usize| {
+    // `count` MX names, preferences 1..count; the one at `matching`
+    // has the client's address.
+    let zone = |count: usize, matching: usize| {
         let mut text = String::from("example.com. TXT \"v=spf1 mx -all\"\n");
         for i in 1..=count {
-            text.push_str(&format!("example.com. MX {i} mx{i}.example.com.\n"));
-            let last = if i == count { 1 } else { 100 + i };
-            text.push_str(&format!("mx{i}.example.com. A 192.0.2.{last}\n"));
+            text.push_str(&format!("example.com. MX {i} mx{i:02}.example.com.\n"));
+            let address = if i == matching {
+                "192.0.2.1".to_string()
+            } else {
+                format!("192.0.2.{}", 100 + i)
+            };
+            text.push_str(&format!("mx{i:02}.example.com. A {address}\n"));
         }
         text
+    };
+    let tried = |dns: &Dns| -> Vec<String> {
+        dns.asked()
+            .into_iter()
+            .filter(|q| q.starts_with("A "))
+            .collect()
+    };
+    let names = |range: std::ops::RangeInclusive<usize>| -> Vec<String> {
+        range.map(|i| format!("A mx{i:02}.example.com")).collect()
     };
     for reverse in [false, true] {
         let ten = Dns {
             reverse,
-            ..Dns::new(&zone(10))
+            ..Dns::new(&zone(10, 10))
         };
         let outcome = check(&ten, "192.0.2.1", "a@example.com").await;
         assert_eq!(outcome.result, SpfResult::Pass, "{outcome}");
-        let asked: Vec<String> = ten
-            .asked()
-            .into_iter()
-            .filter(|q| q.starts_with("A "))
-            .collect();
-        let expected: Vec<String> = (1..=10).map(|i| format!("A mx{i}.example.com")).collect();
-        assert_eq!(asked, expected, "tried by preference (reverse {reverse})");
+        assert_eq!(
+            tried(&ten),
+            names(1..=10),
+            "tried by preference (reverse {reverse})"
+        );
 
-        let eleven = Dns {
+        let eleventh = Dns {
             reverse,
-            ..Dns::new(&zone(11).replace("192.0.2.111", "192.0.2.1"))
+            ..Dns::new(&zone(11, 11))
         };
-        let outcome = check(&eleven, "192.0.2.1", "a@example.com").await;
+        let outcome = check(&eleventh, "192.0.2.1", "a@example.com").await;
         assert_eq!(outcome.result, SpfResult::PermError, "{outcome}");
         assert_eq!(
             outcome.reason,
-            "mx of example.com: 11 MX names at example.com, more than 10 (RFC 7208 §4.6.4)"
+            "mx of example.com: more than 10 MX names to try (RFC 7208 §4.6.4)"
         );
-        assert!(!eleven.asked().iter().any(|q| q.starts_with("A ")));
+        assert_eq!(tried(&eleventh), names(1..=10));
+
+        let first = Dns {
+            reverse,
+            ..Dns::new(&zone(12, 3))
+        };
+        let outcome = check(&first, "192.0.2.1", "a@example.com").await;
+        assert_eq!(outcome.result, SpfResult::Pass, "{outcome}");
+        assert_eq!(tried(&first), names(1..=3));
     }
+    // Same preference: by name.
+    let tie = Dns {
+        reverse: true,
+        ..Dns::new(
+            "example.com. TXT \"v=spf1 mx -all\"\n\
+             example.com. MX 5 b.example.com.\n\
+             example.com. MX 5 a.example.com.\n\
+             example.com. MX 1 c.example.com.\n",
+        )
+    };
+    check(&tie, "192.0.2.1", "a@example.com").await;
+    assert_eq!(
+        tried(&tie),
+        ["A c.example.com", "A a.example.com", "A b.example.com"]
+    );
     // A null MX (RFC 7505) has no address and is not asked.
     let null = Dns::new("example.com. TXT \"v=spf1 mx -all\"\nexample.com. MX 0 .\n");
     let outcome = check(&null, "192.0.2.1", "a@example.com").await;
