@@ -11,22 +11,22 @@ use super::{
     lookup::{Answer, LookupError, SpfLookup},
     macros::{self, Scratch, Vars},
     name,
-    record::{self, Directive, Mechanism, Qualifier, Record, Selection, Span},
-    reverse_name, SpfOptions, SpfOutcome, SpfRequest, SpfResult, DNS_LOOKUP_LIMIT, MX_NAME_LIMIT,
-    PTR_NAME_LIMIT, VOID_LOOKUP_LIMIT,
+    record::{self, Directive, DomainSpec, Mechanism, Parsed, Qualifier, Selection, Span},
+    reverse_name, SpfOptions, SpfOutcome, SpfRecordText, SpfRequest, SpfResult, DNS_LOOKUP_LIMIT,
+    MX_NAME_LIMIT, PTR_NAME_LIMIT, VOID_LOOKUP_LIMIT,
 };
 use std::{
     borrow::Cow,
+    future::{poll_fn, Future},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    pin::pin,
     sync::Arc,
+    task::Poll,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 /// A result that ends the evaluation, with its reason.
 type Stop = (SpfResult, String);
-
-/// The TXT records of a name, as the lookup answered them.
-type TxtRecords = Arc<[Box<[u8]>]>;
 
 /// check_host() itself; see [`super::check_host`].
 pub(super) async fn check_host<L: SpfLookup>(
@@ -85,59 +85,73 @@ pub(super) async fn check_host<L: SpfLookup>(
         receiver: options.receiver.as_deref().unwrap_or("unknown"),
         lookups: 0,
         voids: 0,
-        name: String::new(),
+        name: String::with_capacity(128),
         target: String::new(),
         scratch: Scratch::default(),
         ptr_names: None,
         asking: None,
         top_record: None,
+        spare: Vec::new(),
     };
-    let deadline = deadline(options.time_budget);
-    let decision = match deadline {
-        Some(deadline) => {
-            match tokio::time::timeout_at(deadline, evaluator.evaluate(&outcome.domain)).await {
-                Ok(decision) => decision,
-                Err(_) => Decision {
-                    result: SpfResult::TempError,
-                    reason: format!(
-                        "time limit of {:?} exceeded{} (RFC 7208 §4.6.4)",
-                        options.time_budget,
-                        evaluator.waiting_on()
-                    ),
-                    exp: None,
-                },
-            }
-        }
-        None => evaluator.evaluate(&outcome.domain).await,
+    let mut clock = Clock {
+        budget: options.time_budget,
+        deadline: None,
     };
+    let decision = clock.run(evaluator.evaluate(&outcome.domain)).await;
+    let decision = decision.unwrap_or_else(|| Decision {
+        result: SpfResult::TempError,
+        reason: format!(
+            "time limit of {:?} exceeded{} (RFC 7208 §4.6.4)",
+            options.time_budget,
+            evaluator.waiting_on()
+        ),
+        exp: None,
+    });
     outcome.result = decision.result;
     outcome.reason = decision.reason;
     outcome.dns_lookups = evaluator.lookups;
     outcome.void_lookups = evaluator.voids;
-    if let Some((txt, index)) = &evaluator.top_record {
-        outcome.record = txt
-            .get(*index)
-            .map(|text| String::from_utf8_lossy(text).into_owned());
-    }
+    outcome.record = evaluator.top_record.take().map(SpfRecordText);
     // RFC 7208 §6.2: the explanation of a fail; any failure to get it
     // leaves none, and so does running out of time.
     if let Some(exp) = decision.exp.filter(|_| outcome.result == SpfResult::Fail) {
-        outcome.explanation = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, evaluator.explanation(&exp))
-                .await
-                .ok()
-                .flatten(),
-            None => evaluator.explanation(&exp).await,
-        };
+        outcome.explanation = clock.run(evaluator.explanation(&exp)).await.flatten();
     }
     outcome
 }
 
-/// When the time budget runs out, inside a Tokio runtime (whose timer
-/// enforces it); `None` elsewhere, or for a budget too long to add.
-fn deadline(budget: Duration) -> Option<tokio::time::Instant> {
-    tokio::runtime::Handle::try_current().ok()?;
-    tokio::time::Instant::now().checked_add(budget)
+/// The time budget of a check (§4.6.4), enforced with Tokio's timer.
+///
+/// The clock starts at the first lookup that has to wait: answers that
+/// are ready at once (a warm cache) cost no clock reading and no timer,
+/// and the CPU time spent before the first wait is not counted. Outside a
+/// Tokio runtime nothing is enforced.
+struct Clock {
+    budget: Duration,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Clock {
+    /// Runs `future` to its end, or until the budget runs out (`None`).
+    async fn run<F: Future>(&mut self, future: F) -> Option<F::Output> {
+        let mut future = pin!(future);
+        // One poll: done at once when every answer is at hand.
+        let first = poll_fn(|context| Poll::Ready(future.as_mut().poll(context))).await;
+        if let Poll::Ready(output) = first {
+            return Some(output);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Some(future.await);
+        }
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => match tokio::time::Instant::now().checked_add(self.budget) {
+                Some(deadline) => *self.deadline.insert(deadline),
+                None => return Some(future.await),
+            },
+        };
+        tokio::time::timeout_at(deadline, future).await.ok()
+    }
 }
 
 /// How the evaluation ended, before the explanation.
@@ -160,9 +174,8 @@ impl From<Stop> for Decision {
 
 /// The `exp=` of the record that decided a fail (§6.2).
 struct Explanation {
-    txt: TxtRecords,
-    index: usize,
-    spec: Span,
+    record: Arc<Parsed>,
+    spec: DomainSpec,
     /// <domain> of that record (`%{d}`).
     domain: String,
 }
@@ -171,10 +184,8 @@ struct Explanation {
 struct Frame {
     /// <domain> of the record: lower case, without trailing dot.
     domain: String,
-    /// The TXT records of <domain>; the SPF record is at `index`.
-    txt: TxtRecords,
-    index: usize,
-    record: Record,
+    /// The SPF record of <domain>, read (without syntax error).
+    record: Arc<Parsed>,
     /// The next directive to evaluate.
     next: usize,
     /// For an included record, the `include` of the including record.
@@ -182,8 +193,31 @@ struct Frame {
 }
 
 impl Frame {
-    fn text(&self) -> &[u8] {
-        self.txt.get(self.index).map_or(&[], |text| text)
+    fn text(&self) -> &str {
+        &self.record.text
+    }
+
+    fn directives(&self) -> &[Directive] {
+        self.record
+            .record
+            .as_ref()
+            .map_or(&[], |record| &record.directives)
+    }
+
+    fn redirect(&self) -> Option<(DomainSpec, Span)> {
+        self.record
+            .record
+            .as_ref()
+            .ok()
+            .and_then(|record| record.redirect)
+    }
+
+    fn exp(&self) -> Option<DomainSpec> {
+        self.record
+            .record
+            .as_ref()
+            .ok()
+            .and_then(|record| record.exp)
     }
 
     fn term(&self, term: Span) -> &str {
@@ -238,14 +272,16 @@ struct Evaluator<'a, L> {
     /// The type being asked of `name` (or of <ip>, for PTR), for the
     /// reason of a timeout.
     asking: Option<&'static str>,
-    /// The TXT records of <domain> and the index of its SPF record.
-    top_record: Option<(TxtRecords, usize)>,
+    /// The SPF record of <domain>.
+    top_record: Option<Arc<Parsed>>,
+    /// Strings of finished frames, to hold the domains of new ones.
+    spare: Vec<String>,
 }
 
 impl<L: SpfLookup> Evaluator<'_, L> {
     /// Evaluates the record of <domain> to a result (§4.4 to §4.7).
     async fn evaluate(&mut self, domain: &str) -> Decision {
-        let top = match self.fetch(domain, true).await {
+        let top = match self.fetch(domain.to_owned(), true).await {
             Ok(frame) => frame,
             Err(stop) => return stop.into(),
         };
@@ -255,26 +291,18 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             let Some(frame) = stack.last_mut() else {
                 return (SpfResult::PermError, "no record to evaluate".to_string()).into();
             };
-            let (mut result, mut reason) =
-                if let Some(&directive) = frame.record.directives.get(frame.next) {
+            // The result the frame finishes with, and the directive that
+            // decided it (none: nothing matched).
+            let (mut result, decisive) =
+                if let Some(&directive) = frame.directives().get(frame.next) {
                     frame.next += 1;
-                    match self.directive(frame, directive).await {
+                    let step = match immediate(self.ip, directive.mechanism) {
+                        Some(matched) => Ok(step(matched)),
+                        None => self.directive(frame, directive).await,
+                    };
+                    match step {
                         Ok(Step::NoMatch) => continue,
-                        Ok(Step::Match) => {
-                            let result = directive.qualifier.result();
-                            // Only a pass of an included record, or a
-                            // top-level decision, is ever told.
-                            let reason = if frame.via.is_none() || result == SpfResult::Pass {
-                                format!(
-                                    "mechanism {} of {} matched",
-                                    frame.term(directive.term),
-                                    frame.domain
-                                )
-                            } else {
-                                String::new()
-                            };
-                            (result, reason)
-                        }
+                        Ok(Step::Match) => (directive.qualifier.result(), Some(directive.term)),
                         Ok(Step::Include(mut child)) => {
                             child.via = Some(Via {
                                 qualifier: directive.qualifier,
@@ -285,91 +313,80 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                         }
                         Err(stop) => return stop.into(),
                     }
-                } else if let Some((spec, term)) = frame.record.redirect {
+                } else if let Some((spec, term)) = frame.redirect() {
                     // §6.1: redirect when no mechanism matched (an `all`
                     // always matches, so redirect is never reached then).
                     match self.redirect(frame, spec, term).await {
                         Ok(mut target) => {
                             target.via = frame.via;
-                            *frame = target;
+                            let replaced = std::mem::replace(frame, target);
+                            self.spare.push(replaced.domain);
                             continue;
                         }
                         Err(stop) => return stop.into(),
                     }
                 } else {
                     // §4.7: no match and no redirect is neutral.
-                    let reason = if frame.via.is_none() {
-                        format!(
-                            "no mechanism of {} matched (neutral by default, RFC 7208 §4.7)",
-                            frame.domain
-                        )
-                    } else {
-                        String::new()
-                    };
-                    (SpfResult::Neutral, reason)
+                    (SpfResult::Neutral, None)
                 };
             // The frame is finished with `result`: fold it into the
-            // frames that included it (§5.2).
+            // frames that included it (§5.2). `level` is the frame
+            // finished, `decisive` the directive of it that decided.
+            let mut level = stack.len().saturating_sub(1);
             loop {
-                let Some(done) = stack.pop() else {
+                let Some(frame) = stack.get(level) else {
                     return (SpfResult::PermError, "no record to evaluate".to_string()).into();
                 };
-                let Some(via) = done.via else {
-                    let exp = match (result, done.record.exp) {
+                let Some(via) = frame.via else {
+                    // The top-level record is finished: the decision.
+                    let exp = match (result, frame.exp()) {
                         (SpfResult::Fail, Some(spec)) => Some(Explanation {
-                            txt: done.txt,
-                            index: done.index,
+                            record: Arc::clone(&frame.record),
                             spec,
-                            domain: done.domain,
+                            domain: frame.domain.clone(),
                         }),
                         _ => None,
                     };
                     return Decision {
                         result,
-                        reason,
+                        reason: reason(&stack, decisive),
                         exp,
                     };
                 };
-                let Some(parent) = stack.last() else {
-                    return (SpfResult::PermError, "no including record".to_string()).into();
-                };
-                match result {
-                    SpfResult::Pass => {
+                match (result, level.checked_sub(1)) {
+                    // The include matched: the including record is
+                    // finished too, with the include's qualifier.
+                    (SpfResult::Pass, Some(parent)) => {
                         result = via.qualifier.result();
-                        reason = if parent.via.is_none() || result == SpfResult::Pass {
-                            format!(
-                                "mechanism {} of {} matched: {reason}",
-                                parent.term(via.term),
-                                parent.domain
-                            )
-                        } else {
-                            String::new()
-                        };
-                        // The including record is finished too.
+                        level = parent;
                     }
                     // Not a match: the including record goes on.
-                    SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => break,
-                    SpfResult::TempError | SpfResult::PermError => return (result, reason).into(),
-                    // Not reached: a record was selected.
-                    SpfResult::None => {
-                        return (
-                            SpfResult::PermError,
-                            format!("{} of {}: none", parent.term(via.term), parent.domain),
-                        )
-                            .into()
+                    _ => {
+                        for done in stack.drain(level..) {
+                            self.spare.push(done.domain);
+                        }
+                        break;
                     }
                 }
             }
         }
     }
 
+    /// A string holding `text`, reusing a spare one.
+    fn string(&mut self, text: &str) -> String {
+        let mut string = self.spare.pop().unwrap_or_default();
+        string.clear();
+        string.push_str(text);
+        string
+    }
+
     /// Looks up and reads the SPF record of `domain` (§4.4, §4.5, §4.6).
     /// `Err` with `none` when there is none (NXDOMAIN, no TXT record, no
     /// `v=spf1` record), `temperror` when the lookup failed, `permerror`
     /// for several records or a syntax error.
-    async fn fetch(&mut self, domain: &str, top: bool) -> Result<Frame, Stop> {
+    async fn fetch(&mut self, domain: String, top: bool) -> Result<Frame, Stop> {
         self.name.clear();
-        self.name.push_str(domain);
+        self.name.push_str(&domain);
         self.asking = Some("TXT");
         let answer = self.lookup.txt(&self.name).await;
         self.asking = None;
@@ -398,23 +415,22 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                 ))
             }
         };
-        if top {
-            self.top_record = Some((Arc::clone(&txt), index));
-        }
         let text = txt.get(index).map_or(&[][..], |text| text);
-        let record = record::parse(text).map_err(|error| {
-            (
+        let record = record::read(text);
+        if top {
+            self.top_record = Some(Arc::clone(&record));
+        }
+        if let Err(error) = &record.record {
+            return Err((
                 SpfResult::PermError,
                 format!(
                     "syntax error in the SPF record of {domain}: {} in {:?} (RFC 7208 §4.6)",
                     error.problem, error.term
                 ),
-            )
-        })?;
+            ));
+        }
         Ok(Frame {
-            domain: domain.to_owned(),
-            txt,
-            index,
+            domain,
             record,
             next: 0,
             via: None,
@@ -443,7 +459,7 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                 cidr4,
                 cidr6,
             } => {
-                if !self.target(frame, target).await {
+                if !self.target(frame, target).await.queryable {
                     return Ok(Step::NoMatch);
                 }
                 match self.addresses(cidr4, cidr6).await {
@@ -463,7 +479,7 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             } => self.mx(frame, term, target, cidr4, cidr6).await,
             Mechanism::Ptr(target) => Ok(self.ptr(frame, target).await),
             Mechanism::Exists(target) => {
-                if !self.target(frame, Some(target)).await {
+                if !self.target(frame, Some(target)).await.queryable {
                     return Ok(Step::NoMatch);
                 }
                 // §5.7: A records, whatever the client's family.
@@ -483,8 +499,7 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                 }
             }
             Mechanism::Include(target) => {
-                self.target(frame, Some(target)).await;
-                if let Some(problem) = name::domain_problem(&self.name) {
+                if let Some(problem) = self.target(frame, Some(target)).await.problem {
                     return Err((
                         SpfResult::PermError,
                         format!(
@@ -496,8 +511,9 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                         ),
                     ));
                 }
-                let target = self.name.clone();
-                match self.fetch(&target, false).await {
+                let target = std::mem::take(&mut self.name);
+                self.name = self.string(&target);
+                match self.fetch(target, false).await {
                     Ok(child) => Ok(Step::Include(child)),
                     // §5.2: an included none is permerror.
                     Err((SpfResult::None, reason)) => Err((
@@ -516,10 +532,14 @@ impl<L: SpfLookup> Evaluator<'_, L> {
 
     /// §6.1: the record of the `redirect=` target, to evaluate in place of
     /// `frame`'s.
-    async fn redirect(&mut self, frame: &Frame, spec: Span, term: Span) -> Result<Frame, Stop> {
+    async fn redirect(
+        &mut self,
+        frame: &Frame,
+        spec: DomainSpec,
+        term: Span,
+    ) -> Result<Frame, Stop> {
         self.count(frame, term)?;
-        self.target(frame, Some(spec)).await;
-        if let Some(problem) = name::domain_problem(&self.name) {
+        if let Some(problem) = self.target(frame, Some(spec)).await.problem {
             return Err((
                 SpfResult::PermError,
                 format!(
@@ -531,8 +551,9 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                 ),
             ));
         }
-        let target = self.name.clone();
-        match self.fetch(&target, false).await {
+        let target = std::mem::take(&mut self.name);
+        self.name = self.string(&target);
+        match self.fetch(target, false).await {
             Ok(record) => Ok(record),
             // §6.1: a target without record is permerror.
             Err((SpfResult::None, reason)) => Err((
@@ -552,11 +573,11 @@ impl<L: SpfLookup> Evaluator<'_, L> {
         &mut self,
         frame: &Frame,
         term: Span,
-        target: Option<Span>,
+        target: Option<DomainSpec>,
         cidr4: u8,
         cidr6: u8,
     ) -> Result<Step, Stop> {
-        if !self.target(frame, target).await {
+        if !self.target(frame, target).await.queryable {
             return Ok(Step::NoMatch);
         }
         self.asking = Some("MX");
@@ -614,8 +635,8 @@ impl<L: SpfLookup> Evaluator<'_, L> {
     /// §5.5: a validated name of <ip> at or below the target. DNS errors
     /// make the mechanism not match (the PTR lookup) or skip a name (an
     /// address lookup); they are never temperror.
-    async fn ptr(&mut self, frame: &Frame, target: Option<Span>) -> Step {
-        if !self.target(frame, target).await {
+    async fn ptr(&mut self, frame: &Frame, target: Option<DomainSpec>) -> Step {
+        if !self.target(frame, target).await.queryable {
             return Step::NoMatch;
         }
         std::mem::swap(&mut self.name, &mut self.target);
@@ -676,18 +697,29 @@ impl<L: SpfLookup> Evaluator<'_, L> {
     }
 
     /// Expands a domain-spec (or, without one, takes the frame's
-    /// <domain>) into `self.name`, finished as §7.3 says. Whether the name
-    /// can be asked of the DNS.
-    async fn target(&mut self, frame: &Frame, spec: Option<Span>) -> bool {
+    /// <domain>) into `self.name`, finished as §7.3 says, and checks it:
+    /// whether it can be asked of the DNS, whether it can be a <domain>.
+    async fn target(&mut self, frame: &Frame, spec: Option<DomainSpec>) -> name::NameCheck {
         match spec {
+            // <domain> itself, checked when its record was fetched.
             None => {
                 self.name.clear();
                 self.name.push_str(&frame.domain);
+                return name::NameCheck {
+                    queryable: true,
+                    problem: None,
+                };
+            }
+            // Without macros, the domain-spec is the name (checked ASCII).
+            Some(spec) if !spec.has_macros => {
+                self.name.clear();
+                self.name.push_str(spec.str(frame.text()));
+                if let Some(check) = spec.finished {
+                    return check;
+                }
             }
             Some(spec) => {
-                let text = spec.of(frame.text());
-                if macros::check(text, macros::Context::Record).is_ok_and(|syntax| syntax.uses_ptr)
-                {
+                if spec.uses_ptr {
                     self.resolve_ptr_names().await;
                 }
                 self.name.clear();
@@ -702,11 +734,12 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                     receiver: self.receiver,
                     now: 0,
                 };
-                macros::expand(text, &vars, &mut self.name, &mut self.scratch);
-                name::finish_target(&mut self.name);
+                let spec = spec.span.of(frame.text().as_bytes());
+                macros::expand(spec, &vars, &mut self.name, &mut self.scratch);
             }
         }
-        name::is_queryable(&self.name)
+        name::finish_target(&mut self.name);
+        name::check(&self.name)
     }
 
     /// The A (IPv4 client) or AAAA (IPv6 client) records of `self.name`,
@@ -744,9 +777,8 @@ impl<L: SpfLookup> Evaluator<'_, L> {
 
     /// §6.2: the explanation string, or `None` when anything fails.
     async fn explanation(&mut self, exp: &Explanation) -> Option<String> {
-        let text = exp.txt.get(exp.index)?;
-        let spec = exp.spec.of(text);
-        if macros::check(spec, macros::Context::Record).is_ok_and(|syntax| syntax.uses_ptr) {
+        let spec = exp.spec.span.of(exp.record.text.as_bytes());
+        if exp.spec.uses_ptr {
             self.resolve_ptr_names().await;
         }
         let now = SystemTime::now()
@@ -849,6 +881,58 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             Some(rtype) => format!(" waiting for {rtype} {}", self.name),
             None => String::new(),
         }
+    }
+}
+
+/// The reason of a decision: the directive of each record on the stack
+/// that decided, the top-level record's first; `decisive` is the one of the
+/// innermost (none: nothing matched, neutral by default).
+fn reason(stack: &[Frame], decisive: Option<Span>) -> String {
+    // "mechanism ", " of ", " matched" and ": ", or the neutral words.
+    const WORDS: usize = 56;
+    let capacity = stack
+        .iter()
+        .map(|frame| frame.domain.len() + frame.text().len().min(64) + WORDS)
+        .sum();
+    let mut reason = String::with_capacity(capacity);
+    for (index, frame) in stack.iter().enumerate() {
+        if index > 0 {
+            reason.push_str(": ");
+        }
+        // The term of this frame that decided: the include of the next
+        // frame, or the innermost's own directive.
+        let term = match stack.get(index + 1) {
+            Some(next) => next.via.map(|via| via.term),
+            None => decisive,
+        };
+        match term {
+            Some(term) => {
+                reason.push_str("mechanism ");
+                reason.push_str(frame.term(term));
+                reason.push_str(" of ");
+                reason.push_str(&frame.domain);
+                reason.push_str(" matched");
+            }
+            None => {
+                reason.push_str("no mechanism of ");
+                reason.push_str(&frame.domain);
+                reason.push_str(" matched (neutral by default, RFC 7208 §4.7)");
+            }
+        }
+    }
+    reason
+}
+
+/// The result of a directive that needs no lookup (`all`, `ip4`, `ip6`),
+/// or none for the others.
+fn immediate(ip: IpAddr, mechanism: Mechanism) -> Option<bool> {
+    match (mechanism, ip) {
+        (Mechanism::All, _) => Some(true),
+        (Mechanism::Ip4 { network, cidr }, IpAddr::V4(ip)) => Some(in_v4(ip, network, cidr)),
+        // §5: ip6 never matches an IPv4 client, ip4 never an IPv6 one.
+        (Mechanism::Ip6 { network, cidr }, IpAddr::V6(ip)) => Some(in_v6(ip, network, cidr)),
+        (Mechanism::Ip4 { .. } | Mechanism::Ip6 { .. }, _) => Some(false),
+        _ => None,
     }
 }
 

@@ -94,7 +94,7 @@ mod tests;
 pub use crate::verdict::{SpfResult, SpfScope};
 pub use lookup::{reverse_name, Answer, LookupError, SpfLookup};
 
-use std::{fmt, net::IpAddr, time::Duration};
+use std::{fmt, net::IpAddr, ops::Deref, sync::Arc, time::Duration};
 
 /// RFC 7208 §4.6.4: at most 10 terms that ask the DNS per check.
 pub const DNS_LOOKUP_LIMIT: u8 = 10;
@@ -208,12 +208,64 @@ pub struct SpfOutcome {
     /// any octet that is not UTF-8 replaced), when one was selected: the
     /// `SPF-DNS` field of RFC 9991 failure reports. A `redirect=` target's
     /// record is not this one.
-    pub record: Option<String>,
+    pub record: Option<SpfRecordText>,
     /// How many terms asked the DNS (at most [`DNS_LOOKUP_LIMIT`], one more
     /// when that limit was exceeded).
     pub dns_lookups: u8,
     /// How many of them were void (NXDOMAIN or NODATA).
     pub void_lookups: u8,
+}
+
+/// The text of an SPF record, shared with the engine's memo of records
+/// read (cloning it copies no text).
+#[derive(Clone)]
+pub struct SpfRecordText(Arc<record::Parsed>);
+
+impl SpfRecordText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+}
+
+impl Deref for SpfRecordText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for SpfRecordText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SpfRecordText {}
+
+impl PartialEq<str> for SpfRecordText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for SpfRecordText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for SpfRecordText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for SpfRecordText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for SpfOutcome {

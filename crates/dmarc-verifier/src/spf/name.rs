@@ -32,38 +32,108 @@ pub(crate) fn is_toplabel(label: &[u8]) -> bool {
             .any(|octet| octet.is_ascii_alphabetic() || *octet == b'-')
 }
 
-/// Why `domain` (one trailing dot already removed) cannot be the <domain>
-/// of check_host(): RFC 7208 §4.3 returns `none` for a domain that is
-/// "malformed (e.g., label longer than 63 characters, zero-length label not
-/// at the end, etc.) or is not a multi-label domain name". A last label
-/// that is not a toplabel (§7.1) is malformed too: an address literal
-/// (`[192.0.2.1]`) or a number is not a domain.
-pub(crate) fn domain_problem(domain: &str) -> Option<&'static str> {
-    if domain.is_empty() {
-        return Some("it is empty");
+/// What [`check`] found of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NameCheck {
+    /// Whether the name can be asked of the DNS: not empty, every label 1
+    /// to 63 octets, at most 253 octets (RFC 1035 §2.3.4).
+    pub queryable: bool,
+    /// Why the name cannot be the <domain> of check_host(), if it cannot.
+    pub problem: Option<NameProblem>,
+}
+
+/// Why a name cannot be the <domain> of check_host() (RFC 7208 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameProblem {
+    Empty,
+    TooLong,
+    EmptyLabel,
+    LabelTooLong,
+    SingleLabel,
+    NotToplabel,
+}
+
+impl NameProblem {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NameProblem::Empty => "it is empty",
+            NameProblem::TooLong => "it is longer than 253 octets",
+            NameProblem::EmptyLabel => "it has an empty label",
+            NameProblem::LabelTooLong => "a label is longer than 63 octets",
+            NameProblem::SingleLabel => "it is not a multi-label domain name",
+            NameProblem::NotToplabel => "its last label is not a top-level domain label",
+        }
     }
-    if domain.len() > MAX_NAME_LEN {
-        return Some("it is longer than 253 octets");
+}
+
+impl std::fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a name (one trailing dot already removed) in one pass.
+///
+/// A name that cannot be queried matches nothing (RFC 7208 §4.3 and §4.8
+/// by analogy; the RFC 7208 test suite allows this or permerror); it is
+/// never sent. As the <domain> of check_host(), RFC 7208 §4.3 returns
+/// `none` for a domain that is "malformed (e.g., label longer than 63
+/// characters, zero-length label not at the end, etc.) or is not a
+/// multi-label domain name"; a last label that is not a toplabel (§7.1)
+/// is malformed too: an address literal (`[192.0.2.1]`) or a number is not
+/// a domain.
+pub(crate) fn check(name: &str) -> NameCheck {
+    let unusable = |problem| NameCheck {
+        queryable: false,
+        problem: Some(problem),
+    };
+    let octets = name.as_bytes();
+    if octets.is_empty() {
+        return unusable(NameProblem::Empty);
+    }
+    if octets.len() > MAX_NAME_LEN {
+        return unusable(NameProblem::TooLong);
     }
     let mut labels = 0;
-    let mut last = "";
-    for label in domain.split('.') {
-        if label.is_empty() {
-            return Some("it has an empty label");
+    let mut label_len = 0;
+    let mut last_start = 0;
+    for (index, &octet) in octets.iter().enumerate() {
+        if octet == b'.' {
+            if label_len == 0 {
+                return unusable(NameProblem::EmptyLabel);
+            }
+            labels += 1;
+            label_len = 0;
+            last_start = index + 1;
+        } else {
+            label_len += 1;
+            if label_len > MAX_LABEL_LEN {
+                return unusable(NameProblem::LabelTooLong);
+            }
         }
-        if label.len() > MAX_LABEL_LEN {
-            return Some("a label is longer than 63 octets");
-        }
-        labels += 1;
-        last = label;
     }
-    if labels < 2 {
-        return Some("it is not a multi-label domain name");
+    if label_len == 0 {
+        return unusable(NameProblem::EmptyLabel);
     }
-    if !is_toplabel(last.as_bytes()) {
-        return Some("its last label is not a top-level domain label");
+    labels += 1;
+    let last = octets.get(last_start..).unwrap_or_default();
+    let problem = if labels < 2 {
+        Some(NameProblem::SingleLabel)
+    } else if !is_toplabel(last) {
+        Some(NameProblem::NotToplabel)
+    } else {
+        None
+    };
+    NameCheck {
+        queryable: true,
+        problem,
     }
-    None
+}
+
+/// Why `domain` (one trailing dot already removed) cannot be the <domain>
+/// of check_host(), as [`check`] says.
+pub(crate) fn domain_problem(domain: &str) -> Option<&'static str> {
+    check(domain).problem.map(NameProblem::as_str)
 }
 
 /// Turns an expanded domain-spec into the name to query, in place:
@@ -75,7 +145,7 @@ pub(crate) fn finish_target(name: &mut String) {
         name.pop();
     }
     while name.len() > MAX_NAME_LEN {
-        match name.find('.') {
+        match name.bytes().position(|octet| octet == b'.') {
             Some(dot) => {
                 name.drain(..=dot);
             }
@@ -85,16 +155,28 @@ pub(crate) fn finish_target(name: &mut String) {
     name.make_ascii_lowercase();
 }
 
-/// Whether a finished target can be asked of the DNS: not empty, every
-/// label 1 to 63 octets (RFC 1035 §2.3.4). A name that cannot exist
-/// matches nothing (RFC 7208 §4.3 and §4.8 by analogy; the RFC 7208 test
-/// suite allows this or permerror); it is never sent.
+/// Whether a finished target can be asked of the DNS, as [`check`] says
+/// (without looking at the last label).
 pub(crate) fn is_queryable(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .split('.')
-            .all(|label| !label.is_empty() && label.len() <= MAX_LABEL_LEN)
+    let octets = name.as_bytes();
+    if octets.is_empty() || octets.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let mut label_len = 0;
+    for &octet in octets {
+        if octet == b'.' {
+            if label_len == 0 {
+                return false;
+            }
+            label_len = 0;
+        } else {
+            label_len += 1;
+            if label_len > MAX_LABEL_LEN {
+                return false;
+            }
+        }
+    }
+    label_len > 0
 }
 
 /// Whether `name` is `domain` or a name below it (both lower case, without

@@ -37,29 +37,52 @@
 //! not one of the eight is an error (§5: unknown mechanisms are not
 //! ignored). `redirect` and `exp` each appear at most once (§6).
 
-use super::{macros, name::is_toplabel};
+use super::{
+    macros,
+    name::{check as check_name, is_toplabel, NameCheck, MAX_NAME_LEN},
+};
 use crate::verdict::SpfResult;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::{BuildHasherDefault, Hasher},
+    mem::size_of,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::{Arc, LazyLock, PoisonError, RwLock},
+};
 
 /// A range of octets of the record text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Span {
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
 }
 
 impl Span {
+    /// A span of a text of at most [`MAX_RECORD_LEN`] octets.
     fn new(start: usize, end: usize) -> Span {
-        Span { start, end }
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
     }
 
     /// The octets of `text` in the span.
     pub(crate) fn of(self, text: &[u8]) -> &[u8] {
-        text.get(self.start..self.end).unwrap_or_default()
+        text.get(self.range()).unwrap_or_default()
     }
 
-    /// The span as text. Every span of a record that parsed is ASCII.
-    pub(crate) fn str(self, text: &[u8]) -> &str {
+    /// The span of a record's text (every span of a record that parsed is
+    /// ASCII).
+    pub(crate) fn str(self, text: &str) -> &str {
+        text.get(self.range()).unwrap_or_default()
+    }
+
+    /// The span of text read as octets, as text (ASCII once checked).
+    fn str_of(self, text: &[u8]) -> &str {
         std::str::from_utf8(self.of(text)).unwrap_or_default()
     }
 
@@ -73,7 +96,32 @@ impl Span {
 
     /// The span without its first `count` octets.
     fn skip(self, count: usize) -> Span {
-        Span::new((self.start + count).min(self.end), self.end)
+        let start = (self.start as usize)
+            .saturating_add(count)
+            .min(self.end as usize);
+        Span::new(start, self.end as usize)
+    }
+}
+
+/// A domain-spec of a record: its span, checked, and what expanding it
+/// needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DomainSpec {
+    pub span: Span,
+    /// Whether it holds a macro: without one it expands to itself.
+    pub has_macros: bool,
+    /// Whether it uses `%{p}`, whose value needs lookups.
+    pub uses_ptr: bool,
+    /// For a domain-spec without macros that is already the name to ask
+    /// (lower case, no trailing dot, short enough), what checking that
+    /// name finds: the same for every check, so found once.
+    pub finished: Option<NameCheck>,
+}
+
+impl DomainSpec {
+    /// The domain-spec as written (ASCII: it was checked).
+    pub(crate) fn str(self, text: &str) -> &str {
+        self.span.str(text)
     }
 }
 
@@ -108,27 +156,27 @@ pub(crate) enum Mechanism {
     /// `all` (§5.1).
     All,
     /// `include:<domain-spec>` (§5.2).
-    Include(Span),
+    Include(DomainSpec),
     /// `a[:<domain-spec>][/<ip4-cidr>][//<ip6-cidr>]` (§5.3).
     A {
-        target: Option<Span>,
+        target: Option<DomainSpec>,
         cidr4: u8,
         cidr6: u8,
     },
     /// `mx[:<domain-spec>][/<ip4-cidr>][//<ip6-cidr>]` (§5.4).
     Mx {
-        target: Option<Span>,
+        target: Option<DomainSpec>,
         cidr4: u8,
         cidr6: u8,
     },
     /// `ptr[:<domain-spec>]` (§5.5).
-    Ptr(Option<Span>),
+    Ptr(Option<DomainSpec>),
     /// `ip4:<network>[/<cidr>]` (§5.6).
     Ip4 { network: Ipv4Addr, cidr: u8 },
     /// `ip6:<network>[/<cidr>]` (§5.6).
     Ip6 { network: Ipv6Addr, cidr: u8 },
     /// `exists:<domain-spec>` (§5.7).
-    Exists(Span),
+    Exists(DomainSpec),
 }
 
 /// One directive: a qualifier and a mechanism.
@@ -157,9 +205,9 @@ pub(crate) struct Record {
     /// The directives, in order.
     pub directives: Vec<Directive>,
     /// The domain-spec of `redirect=`, and the whole term.
-    pub redirect: Option<(Span, Span)>,
+    pub redirect: Option<(DomainSpec, Span)>,
     /// The domain-spec of `exp=`.
-    pub exp: Option<Span>,
+    pub exp: Option<DomainSpec>,
 }
 
 /// A term that does not read, and why.
@@ -214,6 +262,148 @@ pub(crate) fn select(records: &[Box<[u8]>]) -> Selection {
     found
 }
 
+/// A record's text and what reading it gave.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Parsed {
+    /// The text: exactly the record when it reads (it is then ASCII),
+    /// with any octet that is not UTF-8 replaced when it does not.
+    pub text: Box<str>,
+    pub record: Result<Record, SyntaxError>,
+}
+
+/// Records read before, by their text: reading a record depends on its
+/// text alone, so the result of the same text is the same for every
+/// message and every sender; the memo only saves the work. Bounded to
+/// [`MEMO_BYTES`]; the oldest entries go first.
+#[derive(Default)]
+pub(crate) struct Memo {
+    entries: HashMap<u64, Arc<Parsed>, BuildHasherDefault<Fingerprinted>>,
+    /// Insertion order, to evict the oldest: (fingerprint, entry).
+    order: VecDeque<(u64, Arc<Parsed>)>,
+    bytes: usize,
+}
+
+/// The longest record read: spans are 32-bit.
+const MAX_RECORD_LEN: usize = u32::MAX as usize;
+
+/// What the memo may hold: texts and their directives, about 4 MiB.
+const MEMO_BYTES: usize = 4 << 20;
+/// Longer records are read every time (RFC 7208 §3.4 asks records to fit
+/// a 512-octet answer; a few KiB covers what is published).
+const MEMO_MAX_TEXT: usize = 4096;
+
+static MEMO: LazyLock<RwLock<Memo>> = LazyLock::new(|| RwLock::new(Memo::default()));
+
+impl Memo {
+    /// What `text` reads to: from the memo when it holds the same text,
+    /// else read now and remembered.
+    pub(crate) fn read(memo: &RwLock<Memo>, text: &[u8]) -> Arc<Parsed> {
+        if text.len() > MEMO_MAX_TEXT {
+            return Arc::new(read_now(text));
+        }
+        let key = fingerprint(text);
+        let hit = memo
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .get(&key)
+            // The fingerprint picks the entry, the text decides.
+            .filter(|parsed| parsed.text.as_bytes() == text)
+            .cloned();
+        if let Some(parsed) = hit {
+            return parsed;
+        }
+        let parsed = Arc::new(read_now(text));
+        memo.write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&parsed));
+        parsed
+    }
+
+    fn insert(&mut self, key: u64, parsed: Arc<Parsed>) {
+        self.bytes += weight(&parsed);
+        if let Some(replaced) = self.entries.insert(key, Arc::clone(&parsed)) {
+            self.bytes = self.bytes.saturating_sub(weight(&replaced));
+        }
+        self.order.push_back((key, parsed));
+        while self.bytes > MEMO_BYTES {
+            let Some((key, oldest)) = self.order.pop_front() else {
+                break;
+            };
+            // Only if the entry is still this one (not replaced since).
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|current| Arc::ptr_eq(current, &oldest))
+            {
+                self.entries.remove(&key);
+                self.bytes = self.bytes.saturating_sub(weight(&oldest));
+            }
+        }
+    }
+}
+
+/// About how many bytes an entry holds.
+fn weight(parsed: &Parsed) -> usize {
+    let directives = parsed
+        .record
+        .as_ref()
+        .map_or(0, |record| record.directives.capacity());
+    64 + parsed.text.len() + directives * size_of::<Directive>()
+}
+
+/// A cheap 64-bit fingerprint of a text (FNV-style over 8-octet words).
+/// Only a hint: entries are compared by their whole text.
+fn fingerprint(text: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = 0xcbf2_9ce4_8422_2325 ^ text.len() as u64;
+    let mut words = text.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        hash = (hash ^ u64::from_le_bytes(bytes)).wrapping_mul(PRIME);
+        hash ^= hash >> 29;
+    }
+    for &octet in words.remainder() {
+        hash = (hash ^ u64::from(octet)).wrapping_mul(PRIME);
+    }
+    hash ^ (hash >> 32)
+}
+
+/// Reads an SPF record (text for which [`is_spf_record`] holds), through
+/// the process-wide memo of records read before.
+pub(crate) fn read(text: &[u8]) -> Arc<Parsed> {
+    Memo::read(&MEMO, text)
+}
+
+fn read_now(text: &[u8]) -> Parsed {
+    let record = parse(text);
+    Parsed {
+        text: String::from_utf8_lossy(text).into(),
+        record,
+    }
+}
+
+/// The memo's keys are fingerprints already: hashing them again is waste.
+#[derive(Default)]
+pub(crate) struct Fingerprinted(u64);
+
+impl Hasher for Fingerprinted {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &octet in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(octet);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 /// Reads the terms of an SPF record (text for which [`is_spf_record`]
 /// holds).
 ///
@@ -221,12 +411,23 @@ pub(crate) fn select(records: &[Box<[u8]>]) -> Selection {
 ///
 /// The first term that does not read, with the reason.
 pub(crate) fn parse(text: &[u8]) -> Result<Record, SyntaxError> {
-    let mut record = Record::default();
+    if text.len() > MAX_RECORD_LEN {
+        return Err(SyntaxError {
+            term: String::new(),
+            problem: "the record is longer than 4 GiB",
+        });
+    }
+    // At most one directive per space-separated term: one allocation.
+    let terms = memchr::memchr_iter(b' ', text).count();
+    let mut record = Record {
+        directives: Vec::with_capacity(terms),
+        ..Record::default()
+    };
     let mut start = 6;
     while start < text.len() {
         let end = text
             .get(start..)
-            .and_then(|rest| rest.iter().position(|&octet| octet == b' '))
+            .and_then(|rest| memchr::memchr(b' ', rest))
             .map_or(text.len(), |offset| start + offset);
         // Terms are separated by one or more spaces (§4.6.1), and the
         // record may end with spaces.
@@ -257,14 +458,13 @@ fn parse_term(text: &[u8], term: Span, record: &mut Record) -> Result<(), Syntax
                 if record.redirect.is_some() {
                     return Err(error("redirect= appears twice (RFC 7208 §6)"));
                 }
-                check_domain_spec(text, value).map_err(error)?;
-                record.redirect = Some((value, term));
+                let spec = check_domain_spec(text, value).map_err(error)?;
+                record.redirect = Some((spec, term));
             } else if name.eq_ignore_ascii_case(b"exp") {
                 if record.exp.is_some() {
                     return Err(error("exp= appears twice (RFC 7208 §6)"));
                 }
-                check_domain_spec(text, value).map_err(error)?;
-                record.exp = Some(value);
+                record.exp = Some(check_domain_spec(text, value).map_err(error)?);
             } else {
                 // An unknown modifier is ignored, but its value must be a
                 // macro-string (RFC 7208 §6, appendix A).
@@ -327,12 +527,7 @@ fn parse_term(text: &[u8], term: Span, record: &mut Record) -> Result<(), Syntax
         }
     } else if is(b"ip6") {
         let (network, cidr) = network_arguments(text, rest, 128).map_err(error)?;
-        // ip6-network = <as per RFC 4291 §2.2>: the text forms of
-        // addresses, the IPv4-suffixed one included.
-        let network = std::str::from_utf8(network)
-            .ok()
-            .and_then(|network| network.parse().ok())
-            .ok_or_else(|| error("not an IPv6 network"))?;
+        let network = ip6_network(network).ok_or_else(|| error("not an IPv6 network"))?;
         Mechanism::Ip6 { network, cidr }
     } else {
         return Err(error("unknown mechanism (RFC 7208 §5)"));
@@ -346,25 +541,35 @@ fn parse_term(text: &[u8], term: Span, record: &mut Record) -> Result<(), Syntax
 }
 
 /// `":" domain-spec`, required.
-fn required_domain_spec(text: &[u8], rest: Span) -> Result<Span, &'static str> {
+fn required_domain_spec(text: &[u8], rest: Span) -> Result<DomainSpec, &'static str> {
     if rest.first(text) != Some(b':') {
         return Err("a domain-spec after ':' is required");
     }
-    let spec = rest.skip(1);
-    check_domain_spec(text, spec)?;
-    Ok(spec)
+    check_domain_spec(text, rest.skip(1))
 }
 
 /// Checks a domain-spec (RFC 7208 §7.1): a non-empty macro-string whose
 /// end is a macro-expand or `"." toplabel ["."]`.
-fn check_domain_spec(text: &[u8], spec: Span) -> Result<(), &'static str> {
-    let octets = spec.of(text);
+fn check_domain_spec(text: &[u8], span: Span) -> Result<DomainSpec, &'static str> {
+    let octets = span.of(text);
     if octets.is_empty() {
         return Err("empty domain-spec");
     }
     let syntax = macros::check(octets, macros::Context::Record)?;
+    let has_macros = memchr::memchr(b'%', octets).is_some();
+    let finished = (!has_macros
+        && octets.last() != Some(&b'.')
+        && octets.len() <= MAX_NAME_LEN
+        && !octets.iter().any(u8::is_ascii_uppercase))
+    .then(|| check_name(span.str_of(text)));
+    let spec = DomainSpec {
+        span,
+        has_macros,
+        uses_ptr: syntax.uses_ptr,
+        finished,
+    };
     if syntax.ends_with_expand {
-        return Ok(());
+        return Ok(spec);
     }
     let octets = octets.strip_suffix(b".").unwrap_or(octets);
     let toplabel = octets
@@ -372,7 +577,7 @@ fn check_domain_spec(text: &[u8], spec: Span) -> Result<(), &'static str> {
         .rposition(|&octet| octet == b'.')
         .and_then(|dot| octets.get(dot + 1..));
     match toplabel {
-        Some(toplabel) if is_toplabel(toplabel) => Ok(()),
+        Some(toplabel) if is_toplabel(toplabel) => Ok(spec),
         _ => Err(
             "the domain-spec does not end in '.' and a toplabel, nor in a macro (RFC 7208 §7.1)",
         ),
@@ -384,7 +589,7 @@ fn check_domain_spec(text: &[u8], spec: Span) -> Result<(), &'static str> {
 ///
 /// A domain-spec may hold `/` (`a:foo:bar/baz.example.com`), so the CIDR
 /// lengths are read from the end: `//<digits>`, then `/<digits>`.
-fn a_arguments(text: &[u8], rest: Span) -> Result<(Option<Span>, u8, u8), &'static str> {
+fn a_arguments(text: &[u8], rest: Span) -> Result<(Option<DomainSpec>, u8, u8), &'static str> {
     let (spec, rest) = if rest.first(text) == Some(b':') {
         let spec = rest.skip(1);
         (Some(spec), spec)
@@ -408,10 +613,7 @@ fn a_arguments(text: &[u8], rest: Span) -> Result<(Option<Span>, u8, u8), &'stat
         }
     }
     match spec {
-        Some(_) => {
-            check_domain_spec(text, head)?;
-            Ok((Some(head), cidr4, cidr6))
-        }
+        Some(_) => Ok((Some(check_domain_spec(text, head)?), cidr4, cidr6)),
         None if head.is_empty() => Ok((None, cidr4, cidr6)),
         None => Err("expected ':' and a domain-spec, or a CIDR length"),
     }
@@ -434,10 +636,11 @@ fn trailing_cidr(text: &[u8], span: Span) -> Option<(Span, Span, bool)> {
         return None;
     }
     let double = slash > 0 && octets.get(slash - 1) == Some(&b'/');
-    let before_end = span.start + slash - usize::from(double);
+    let start = span.start as usize;
+    let before_end = start + slash - usize::from(double);
     Some((
-        Span::new(span.start, before_end),
-        Span::new(span.start + slash + 1, span.end),
+        Span::new(start, before_end),
+        Span::new(start + slash + 1, span.end as usize),
         double,
     ))
 }
@@ -468,7 +671,7 @@ fn network_arguments(text: &[u8], rest: Span, max: u8) -> Result<(&[u8], u8), &'
         return Err("a network after ':' is required");
     }
     let argument = rest.skip(1).of(text);
-    match argument.iter().position(|&octet| octet == b'/') {
+    match memchr::memchr(b'/', argument) {
         None => Ok((argument, max)),
         Some(slash) => {
             let (network, length) = argument.split_at(slash);
@@ -504,6 +707,84 @@ fn ip4_network(text: &[u8]) -> Option<Ipv4Addr> {
         return None;
     }
     Some(Ipv4Addr::from(octets))
+}
+
+/// `ip6-network = <as per RFC 4291 §2.2>`: eight groups of 1 to 4
+/// hexadecimal digits separated by `:`, one run of groups written `::`,
+/// the last two groups possibly written as an IPv4 address. The same text
+/// `Ipv6Addr::from_str` reads (a test holds them equal), at a fraction of
+/// its cost.
+fn ip6_network(text: &[u8]) -> Option<Ipv6Addr> {
+    let mut head = [0u16; 8];
+    let mut head_len = 0;
+    let mut tail = [0u16; 8];
+    let mut tail_len = 0;
+    let mut compressed = false;
+    let mut rest = text;
+    if let Some(after) = rest.strip_prefix(b"::") {
+        compressed = true;
+        rest = after;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .iter()
+            .take_while(|octet| octet.is_ascii_hexdigit())
+            .count();
+        let groups = if compressed { &mut tail } else { &mut head };
+        let len = if compressed {
+            &mut tail_len
+        } else {
+            &mut head_len
+        };
+        if rest.get(digits) == Some(&b'.') {
+            // The IPv4 form of the last two groups, and nothing after.
+            let [a, b, c, d] = ip4_network(rest)?.octets();
+            for group in [u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])] {
+                *groups.get_mut(*len)? = group;
+                *len += 1;
+            }
+            break;
+        }
+        if digits == 0 || digits > 4 {
+            return None;
+        }
+        let value = rest.get(..digits)?.iter().fold(0u16, |value, &octet| {
+            let nibble = match octet {
+                b'0'..=b'9' => octet - b'0',
+                b'a'..=b'f' => octet - b'a' + 10,
+                _ => octet.wrapping_sub(b'A').wrapping_add(10),
+            };
+            value << 4 | u16::from(nibble)
+        });
+        *groups.get_mut(*len)? = value;
+        *len += 1;
+        rest = rest.get(digits..)?;
+        match rest {
+            [] => break,
+            [b':', b':', after @ ..] if !compressed => {
+                compressed = true;
+                rest = after;
+            }
+            [b':', after @ ..] if !after.is_empty() && after.first() != Some(&b':') => rest = after,
+            _ => return None,
+        }
+    }
+    let total = head_len + tail_len;
+    if (compressed && total > 7) || (!compressed && total != 8) {
+        return None;
+    }
+    let mut groups = [0u16; 8];
+    for (slot, group) in groups.iter_mut().zip(head.iter().take(head_len)) {
+        *slot = *group;
+    }
+    for (slot, group) in groups
+        .iter_mut()
+        .skip(8 - tail_len)
+        .zip(tail.iter().take(tail_len))
+    {
+        *slot = *group;
+    }
+    Some(Ipv6Addr::from(groups))
 }
 
 #[cfg(test)]

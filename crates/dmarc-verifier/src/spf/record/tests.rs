@@ -2,12 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::*;
+use std::sync::{Arc, RwLock};
 
 /// The directives of a record, each as `<qualifier><mechanism>` with its
 /// arguments, and the modifiers, so that expectations read like records.
 fn show(text: &str) -> Result<Vec<String>, String> {
-    let bytes = text.as_bytes();
-    let record = parse(bytes).map_err(|e| format!("{}: {}", e.term, e.problem))?;
+    let record = parse(text.as_bytes()).map_err(|e| format!("{}: {}", e.term, e.problem))?;
+    let bytes = text;
     let mut shown: Vec<String> = record
         .directives
         .iter()
@@ -18,7 +19,8 @@ fn show(text: &str) -> Result<Vec<String>, String> {
                 Qualifier::SoftFail => "~",
                 Qualifier::Neutral => "?",
             };
-            let spec = |s: Option<Span>| s.map_or("-".to_string(), |s| s.str(bytes).to_string());
+            let spec =
+                |s: Option<DomainSpec>| s.map_or("-".to_string(), |s| s.str(bytes).to_string());
             let m = match d.mechanism {
                 Mechanism::All => "all".to_string(),
                 Mechanism::Include(s) => format!("include {}", s.str(bytes)),
@@ -376,10 +378,174 @@ fn rejects_terms_outside_the_abnf() {
 }
 
 #[test]
+fn domain_specs_know_their_macros() {
+    let record = parse(
+        b"v=spf1 a:mail.example.com exists:%{i}.bl.example ptr:%{p}.x.example a:%%.example.com",
+    )
+    .unwrap();
+    let flags: Vec<(bool, bool)> = record
+        .directives
+        .iter()
+        .map(|d| match d.mechanism {
+            Mechanism::A {
+                target: Some(s), ..
+            }
+            | Mechanism::Exists(s)
+            | Mechanism::Ptr(Some(s)) => (s.has_macros, s.uses_ptr),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [(false, false), (true, false), (true, true), (true, false)]
+    );
+}
+
+/// The memo gives what reading gives, the same entry for the same text,
+/// never an entry of another text that shares its fingerprint, and stays
+/// within its bound.
+#[test]
+fn memo_of_records() {
+    let memo = RwLock::new(Memo::default());
+    let text = b"v=spf1 ip4:192.0.2.0/24 include:_spf.example.com -all";
+    let first = Memo::read(&memo, text);
+    assert_eq!(*first, read_now(text));
+    assert!(Arc::ptr_eq(&first, &Memo::read(&memo, text)));
+    let bad = b"v=spf1 moo";
+    assert_eq!(
+        Memo::read(&memo, bad).record.as_ref().unwrap_err().term,
+        "moo"
+    );
+
+    // Another text stored under this text's fingerprint is not returned.
+    let other = Arc::new(read_now(b"v=spf1 +all"));
+    memo.write()
+        .unwrap()
+        .insert(fingerprint(text), Arc::clone(&other));
+    let again = Memo::read(&memo, text);
+    assert_eq!(*again, read_now(text));
+    assert!(!Arc::ptr_eq(&again, &other));
+
+    // Bounded: many distinct records keep it under MEMO_BYTES.
+    let memo = RwLock::new(Memo::default());
+    for i in 0..20_000 {
+        let text = format!(
+            "v=spf1 ip4:10.{}.{}.0/24 ~all {}",
+            i / 256,
+            i % 256,
+            "a ".repeat(100)
+        );
+        Memo::read(&memo, text.as_bytes());
+    }
+    let memo = memo.read().unwrap();
+    assert!(memo.bytes <= MEMO_BYTES, "{}", memo.bytes);
+    assert!(memo.entries.len() < 20_000);
+    let held: usize = memo.entries.values().map(|p| weight(p)).sum();
+    assert_eq!(held, memo.bytes);
+    // Too long to remember: read each time, still right.
+    let long = format!("v=spf1 {}-all", "a ".repeat(MEMO_MAX_TEXT));
+    assert_eq!(
+        read(long.as_bytes())
+            .record
+            .as_ref()
+            .unwrap()
+            .directives
+            .len(),
+        MEMO_MAX_TEXT + 1
+    );
+}
+
+#[test]
 fn directives_that_ask_the_dns() {
     let record =
         parse(b"v=spf1 all ip4:192.0.2.1 ip6:::1 a mx ptr exists:%{i}.x.example include:x.example")
             .unwrap();
     let asks: Vec<bool> = record.directives.iter().map(Directive::asks_dns).collect();
     assert_eq!(asks, [false, false, false, true, true, true, true, true]);
+}
+
+mod networks {
+    use super::super::{ip4_network, ip6_network};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    proptest! {
+        /// Our ip6-network reader reads exactly what the standard library
+        /// reads (RFC 4291 §2.2 text), on text made of its characters.
+        #[test]
+        fn ip6_network_reads_what_std_reads(text in "[0-9a-fA-F:.]{0,45}") {
+            prop_assert_eq!(ip6_network(text.as_bytes()), text.parse::<Ipv6Addr>().ok(), "{}", text);
+        }
+
+        /// Every address in every text form: compressed (RFC 5952), full,
+        /// upper case, with leading zeros, with an IPv4 suffix.
+        #[test]
+        fn ip6_network_reads_every_form(bits: u128, zeros in 0usize..8, upper: bool) {
+            let address = Ipv6Addr::from(bits);
+            let groups = address.segments();
+            let full: Vec<String> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| if i == zeros { format!("{g:04x}") } else { format!("{g:x}") })
+                .collect();
+            let [a, b, c, d] = [groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8, groups[7] & 0xff];
+            let forms = [
+                address.to_string(),
+                full.join(":"),
+                format!("{}:{a}.{b}.{c}.{d}", full[..6].join(":")),
+            ];
+            for form in forms {
+                let form = if upper { form.to_uppercase() } else { form };
+                prop_assert_eq!(ip6_network(form.as_bytes()), Some(address), "{}", form);
+                prop_assert_eq!(form.parse::<Ipv6Addr>().ok(), Some(address), "{}", form);
+            }
+        }
+
+        /// ip4-network: what the standard library reads, without leading
+        /// zeros (RFC 7208 appendix A: qnum).
+        #[test]
+        fn ip4_network_is_dotted_quads(text in "[0-9.]{0,17}") {
+            let ours = ip4_network(text.as_bytes());
+            let leading_zero = text.split('.').any(|part| part.len() > 1 && part.starts_with('0'));
+            let std = text.parse::<Ipv4Addr>().ok().filter(|_| !leading_zero);
+            prop_assert_eq!(ours, std, "{}", text);
+        }
+    }
+
+    #[test]
+    fn ip6_edge_cases() {
+        for text in [
+            "::",
+            "::1",
+            "1::",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "::ffff:1.2.3.4",
+            "1:2:3:4:5:6:1.2.3.4",
+            "::1.2.3.4",
+        ] {
+            assert_eq!(ip6_network(text.as_bytes()), text.parse().ok(), "{text}");
+            assert!(ip6_network(text.as_bytes()).is_some(), "{text}");
+        }
+        for text in [
+            "",
+            ":",
+            ":::",
+            "1:::2",
+            "1::2::3",
+            "1:2:3:4:5:6:7:8::",
+            "::1:2:3:4:5:6:7:8",
+            "12345::",
+            "1:2:3:4:5:6:7",
+            ":1::",
+            "1::2:",
+            "::1.2.3",
+            "::1.2.3.4:5",
+            "::01.2.3.4",
+            "1.2.3.4",
+            "g::",
+        ] {
+            assert_eq!(ip6_network(text.as_bytes()), None, "{text}");
+        }
+    }
 }
