@@ -4,8 +4,10 @@
 //! `include` is evaluated without recursion: the included record is
 //! pushed on a stack of frames, and its result is folded into the
 //! including record when it finishes (§5.2). `redirect` replaces the
-//! frame's record (§6.1). Nothing allocates per term besides the names
-//! and records the DNS answers, once the name buffers have grown.
+//! frame's record (§6.1). Records come read from the memo of
+//! [`record::read`]; nothing allocates per term, and per record only the
+//! string of its domain (reused once its frame is done). The reason is
+//! written once, at the decision.
 
 use super::{
     lookup::{Answer, LookupError, SpfLookup},
@@ -176,15 +178,15 @@ impl From<Stop> for Decision {
 struct Explanation {
     record: Arc<Parsed>,
     spec: DomainSpec,
-    /// <domain> of that record (`%{d}`).
+    /// `<domain>` of that record (`%{d}`).
     domain: String,
 }
 
 /// A record being evaluated.
 struct Frame {
-    /// <domain> of the record: lower case, without trailing dot.
+    /// `<domain>` of the record: lower case, without trailing dot.
     domain: String,
-    /// The SPF record of <domain>, read (without syntax error).
+    /// The SPF record of `<domain>`, read (without syntax error).
     record: Arc<Parsed>,
     /// The next directive to evaluate.
     next: usize,
@@ -251,7 +253,7 @@ enum Addresses {
 /// The state of one check_host().
 struct Evaluator<'a, L> {
     lookup: &'a L,
-    /// <ip>, an IPv4-mapped address as IPv4.
+    /// `<ip>`, an IPv4-mapped address as IPv4.
     ip: IpAddr,
     sender: &'a str,
     local_part: &'a str,
@@ -267,19 +269,19 @@ struct Evaluator<'a, L> {
     /// The target of a `ptr` being evaluated.
     target: String,
     scratch: Scratch,
-    /// The validated names of <ip> for `%{p}`, once looked up.
+    /// The validated names of `<ip>` for `%{p}`, once looked up.
     ptr_names: Option<Vec<Box<str>>>,
-    /// The type being asked of `name` (or of <ip>, for PTR), for the
+    /// The type being asked of `name` (or of `<ip>`, for PTR), for the
     /// reason of a timeout.
     asking: Option<&'static str>,
-    /// The SPF record of <domain>.
+    /// The SPF record of `<domain>`.
     top_record: Option<Arc<Parsed>>,
     /// Strings of finished frames, to hold the domains of new ones.
     spare: Vec<String>,
 }
 
 impl<L: SpfLookup> Evaluator<'_, L> {
-    /// Evaluates the record of <domain> to a result (§4.4 to §4.7).
+    /// Evaluates the record of `<domain>` to a result (§4.4 to §4.7).
     async fn evaluate(&mut self, domain: &str) -> Decision {
         let top = match self.fetch(domain.to_owned(), true).await {
             Ok(frame) => frame,
@@ -632,7 +634,7 @@ impl<L: SpfLookup> Evaluator<'_, L> {
         Ok(Step::NoMatch)
     }
 
-    /// §5.5: a validated name of <ip> at or below the target. DNS errors
+    /// §5.5: a validated name of `<ip>` at or below the target. DNS errors
     /// make the mechanism not match (the PTR lookup) or skip a name (an
     /// address lookup); they are never temperror.
     async fn ptr(&mut self, frame: &Frame, target: Option<DomainSpec>) -> Step {
@@ -665,8 +667,8 @@ impl<L: SpfLookup> Evaluator<'_, L> {
         Step::NoMatch
     }
 
-    /// The validated names of <ip> for `%{p}` (§7.3): the first 10 PTR
-    /// names whose addresses include <ip>. Looked up once per check.
+    /// The validated names of `<ip>` for `%{p}` (§7.3): the first 10 PTR
+    /// names whose addresses include `<ip>`. Looked up once per check.
     async fn resolve_ptr_names(&mut self) {
         if self.ptr_names.is_some() {
             return;
@@ -697,8 +699,8 @@ impl<L: SpfLookup> Evaluator<'_, L> {
     }
 
     /// Expands a domain-spec (or, without one, takes the frame's
-    /// <domain>) into `self.name`, finished as §7.3 says, and checks it:
-    /// whether it can be asked of the DNS, whether it can be a <domain>.
+    /// `<domain>`) into `self.name`, finished as §7.3 says, and checks it:
+    /// whether it can be asked of the DNS, whether it can be a `<domain>`.
     async fn target(&mut self, frame: &Frame, spec: Option<DomainSpec>) -> name::NameCheck {
         match spec {
             // <domain> itself, checked when its record was fetched.
@@ -743,7 +745,7 @@ impl<L: SpfLookup> Evaluator<'_, L> {
     }
 
     /// The A (IPv4 client) or AAAA (IPv6 client) records of `self.name`,
-    /// compared with <ip> under the CIDR length.
+    /// compared with `<ip>` under the CIDR length.
     async fn addresses(&mut self, cidr4: u8, cidr6: u8) -> Result<Addresses, LookupError> {
         let found = match self.ip {
             IpAddr::V4(ip) => {
@@ -988,7 +990,7 @@ pub(super) fn first_names(names: &[Box<str>]) -> ([usize; PTR_NAME_LIMIT], usize
     (first, count)
 }
 
-/// `%{p}` (§7.3): <domain> if validated, else a validated name below it,
+/// `%{p}` (§7.3): `<domain>` if validated, else a validated name below it,
 /// else any validated name, else `unknown`.
 fn validated_name<'n>(names: Option<&'n [Box<str>]>, domain: &str) -> &'n str {
     let Some(names) = names else {

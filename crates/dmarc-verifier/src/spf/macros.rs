@@ -154,19 +154,19 @@ fn parse_expand(spec: &[u8]) -> Result<Expand<'_>, &'static str> {
 /// The values macros expand to (RFC 7208 §7.3).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Vars<'a> {
-    /// `s`: <sender>.
+    /// `s`: `<sender>`.
     pub sender: &'a str,
-    /// `l`: the local-part of <sender>.
+    /// `l`: the local-part of `<sender>`.
     pub local_part: &'a str,
-    /// `o`: the domain of <sender>.
+    /// `o`: the domain of `<sender>`.
     pub sender_domain: &'a str,
-    /// `d`: <domain>, the domain whose record is evaluated.
+    /// `d`: `<domain>`, the domain whose record is evaluated.
     pub domain: &'a str,
-    /// `i`, `c`, `v`: <ip> (an IPv4-mapped address already as IPv4).
+    /// `i`, `c`, `v`: `<ip>` (an IPv4-mapped address already as IPv4).
     pub ip: IpAddr,
     /// `h`: the HELO/EHLO name.
     pub helo: &'a str,
-    /// `p`: the validated domain name of <ip>, or `unknown`.
+    /// `p`: the validated domain name of `<ip>`, or `unknown`.
     pub ptr: &'a str,
     /// `r`: the name of the host checking.
     pub receiver: &'a str,

@@ -12,11 +12,11 @@
 //! - The identity (§2.3, §2.4): [`SpfRequest::mail_from`] checks the MAIL
 //!   FROM domain, or for the null reverse-path `postmaster@<HELO>`;
 //!   [`SpfRequest::helo`] checks the HELO identity.
-//! - Initial processing (§4.3): a <domain> that is not a multi-label name
+//! - Initial processing (§4.3): a `<domain>` that is not a multi-label name
 //!   of labels of 1 to 63 octets ending in a top-level label (§7.1), at
-//!   most 253 octets, gives `none` without a query. A <sender> without
+//!   most 253 octets, gives `none` without a query. A `<sender>` without
 //!   local-part is `postmaster@<domain>`.
-//! - Records (§4.4, §4.5): the TXT records of <domain> (never type SPF);
+//! - Records (§4.4, §4.5): the TXT records of `<domain>` (never type SPF);
 //!   none starting with `v=spf1` (any case, then a space or the end) is
 //!   `none`, more than one is `permerror`. NXDOMAIN is `none`, a lookup
 //!   failure `temperror`.
@@ -52,6 +52,12 @@
 //! result does not depend on the order of DNS answers: MX names are tried
 //! by preference then name, and the "first 10" PTR names are the 10
 //! smallest in name order.
+//!
+//! Reading a record depends on its text alone: records read are kept in a
+//! process-wide memo keyed by their text (compared whole; about 4 MiB,
+//! oldest first out), so that a record met again, such as an ESP's
+//! include chain, is not read again. The memo only saves work: it cannot
+//! make one message's result depend on another's.
 //!
 //! # Examples
 //!
@@ -110,21 +116,21 @@ pub const PTR_NAME_LIMIT: usize = 10;
 /// RFC 7208 §4.6.4 suggests allowing at least 20 seconds.
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(20);
 
-/// What check_host() is asked: RFC 7208 §4.1's <ip>, <domain> and
-/// <sender>, the HELO name, and which identity this is.
+/// What check_host() is asked: RFC 7208 §4.1's `<ip>`, `<domain>` and
+/// `<sender>`, the HELO name, and which identity this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpfRequest<'a> {
-    /// <ip>: the SMTP client's address. An IPv4-mapped IPv6 address is
+    /// `<ip>`: the SMTP client's address. An IPv4-mapped IPv6 address is
     /// checked as the IPv4 address (RFC 7208 §5).
     pub ip: IpAddr,
-    /// Which identity <domain> and <sender> come from.
+    /// Which identity `<domain>` and `<sender>` come from.
     pub scope: SpfScope,
-    /// <domain>: the domain whose record is evaluated. One trailing dot is
+    /// `<domain>`: the domain whose record is evaluated. One trailing dot is
     /// ignored; case does not matter.
     pub domain: &'a str,
-    /// <sender>: `local-part@domain`. Empty, or with an empty local-part,
+    /// `<sender>`: `local-part@domain`. Empty, or with an empty local-part,
     /// it is `postmaster@<domain>` (§4.3); without `@`, all of it is the
-    /// local-part and `%{o}` is <domain>.
+    /// local-part and `%{o}` is `<domain>`.
     pub sender: &'a str,
     /// The HELO/EHLO name (`%{h}`).
     pub helo: &'a str,
@@ -133,7 +139,7 @@ pub struct SpfRequest<'a> {
 impl<'a> SpfRequest<'a> {
     /// The MAIL FROM identity (RFC 7208 §2.4): the domain of `mail_from`.
     /// For the null reverse-path (`mail_from` empty), the HELO identity
-    /// with <sender> `postmaster@<helo>`, as §2.4 defines it. A
+    /// with `<sender>` `postmaster@<helo>`, as §2.4 defines it. A
     /// `mail_from` without `@` has no domain: the check is `none`.
     pub fn mail_from(ip: IpAddr, helo: &'a str, mail_from: &'a str) -> SpfRequest<'a> {
         if mail_from.is_empty() {
@@ -148,8 +154,8 @@ impl<'a> SpfRequest<'a> {
         }
     }
 
-    /// The HELO identity (RFC 7208 §2.3): <domain> is the HELO name,
-    /// <sender> `postmaster@<helo>`.
+    /// The HELO identity (RFC 7208 §2.3): `<domain>` is the HELO name,
+    /// `<sender>` `postmaster@<helo>`.
     pub fn helo(ip: IpAddr, helo: &'a str) -> SpfRequest<'a> {
         SpfRequest {
             ip,
@@ -165,10 +171,14 @@ impl<'a> SpfRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpfOptions {
     /// The longest time the whole check may wait on the DNS (RFC 7208
-    /// §4.6.4); beyond it the result is `temperror`. Enforced only inside
-    /// a Tokio runtime with its time driver; elsewhere the lookups'
-    /// own timeouts are the only bound. An explanation (§6.2) is looked up
-    /// within what is left and dropped when time runs out.
+    /// §4.6.4); beyond it the result is `temperror`, with what was awaited
+    /// in the reason. The clock starts at the first lookup that has to
+    /// wait (answers at hand, from a warm cache, cost no clock reading and
+    /// no timer). Enforced with Tokio's timer inside a Tokio runtime, which
+    /// must then have its time driver (`enable_time`, `enable_all`);
+    /// outside one, the lookups' own timeouts are the only bound. An
+    /// explanation (§6.2) is looked up within what is left and dropped
+    /// when time runs out.
     pub time_budget: Duration,
     /// The name of the host checking, for `%{r}` in explanations; `None`
     /// expands to `unknown` (RFC 7208 §7.3).
@@ -192,7 +202,7 @@ pub struct SpfOutcome {
     pub result: SpfResult,
     /// The identity checked.
     pub scope: SpfScope,
-    /// <domain> as checked: lower case, without trailing dot.
+    /// `<domain>` as checked: lower case, without trailing dot.
     pub domain: String,
     /// Why, in words, for the decision trail: the matching mechanism and
     /// the record it is in (`mechanism ip4:192.0.2.0/24 of example.com
@@ -204,7 +214,7 @@ pub struct SpfOutcome {
     /// `exp=` (RFC 7208 §6.2), expanded; `None` without `exp=`, or when its
     /// lookup or text fails (the caller's default applies).
     pub explanation: Option<String>,
-    /// The SPF record of <domain> as published (its strings joined, §3.3;
+    /// The SPF record of `<domain>` as published (its strings joined, §3.3;
     /// any octet that is not UTF-8 replaced), when one was selected: the
     /// `SPF-DNS` field of RFC 9991 failure reports. A `redirect=` target's
     /// record is not this one.
@@ -285,9 +295,9 @@ impl fmt::Display for SpfOutcome {
 /// Runs check_host() (RFC 7208 §4) for `request`, asking `lookup`.
 ///
 /// DNS lookups, each only when the evaluation reaches it: TXT at
-/// <domain> and at each `include:` and `redirect=` target; A (IPv4
+/// `<domain>` and at each `include:` and `redirect=` target; A (IPv4
 /// client) or AAAA (IPv6 client) for `a`, for each MX name of `mx` and
-/// each PTR name `ptr` or `%{p}` validates; MX for `mx`; PTR of <ip> for
+/// each PTR name `ptr` or `%{p}` validates; MX for `mx`; PTR of `<ip>` for
 /// `ptr` and `%{p}`; A for `exists`; TXT for the explanation of a `fail`.
 /// A name that cannot be queried is never sent.
 ///

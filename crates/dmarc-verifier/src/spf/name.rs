@@ -1,4 +1,4 @@
-//! Domain names as SPF handles them: the <domain> of check_host() (RFC 7208
+//! Domain names as SPF handles them: the `<domain>` of check_host() (RFC 7208
 //! §4.3), the toplabel of a domain-spec (§7.1), and target names after
 //! macro expansion (§4.8, §7.3).
 
@@ -38,11 +38,11 @@ pub(crate) struct NameCheck {
     /// Whether the name can be asked of the DNS: not empty, every label 1
     /// to 63 octets, at most 253 octets (RFC 1035 §2.3.4).
     pub queryable: bool,
-    /// Why the name cannot be the <domain> of check_host(), if it cannot.
+    /// Why the name cannot be the `<domain>` of check_host(), if it cannot.
     pub problem: Option<NameProblem>,
 }
 
-/// Why a name cannot be the <domain> of check_host() (RFC 7208 §4.3).
+/// Why a name cannot be the `<domain>` of check_host() (RFC 7208 §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameProblem {
     Empty,
@@ -76,7 +76,7 @@ impl std::fmt::Display for NameProblem {
 ///
 /// A name that cannot be queried matches nothing (RFC 7208 §4.3 and §4.8
 /// by analogy; the RFC 7208 test suite allows this or permerror); it is
-/// never sent. As the <domain> of check_host(), RFC 7208 §4.3 returns
+/// never sent. As the `<domain>` of check_host(), RFC 7208 §4.3 returns
 /// `none` for a domain that is "malformed (e.g., label longer than 63
 /// characters, zero-length label not at the end, etc.) or is not a
 /// multi-label domain name"; a last label that is not a toplabel (§7.1)
@@ -130,7 +130,7 @@ pub(crate) fn check(name: &str) -> NameCheck {
     }
 }
 
-/// Why `domain` (one trailing dot already removed) cannot be the <domain>
+/// Why `domain` (one trailing dot already removed) cannot be the `<domain>`
 /// of check_host(), as [`check`] says.
 pub(crate) fn domain_problem(domain: &str) -> Option<&'static str> {
     check(domain).problem.map(NameProblem::as_str)

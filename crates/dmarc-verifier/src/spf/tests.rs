@@ -619,7 +619,7 @@ async fn include_results() {
     }
 }
 
-/// RFC 7208 §2.3, §2.4, §4.3: the identities and <sender>.
+/// RFC 7208 §2.3, §2.4, §4.3: the identities and `<sender>`.
 #[tokio::test]
 async fn identities() {
     let dns = Dns::new(
@@ -668,7 +668,7 @@ async fn identities() {
     );
 }
 
-/// The outcome names the record of <domain> (not a redirect target's),
+/// The outcome names the record of `<domain>` (not a redirect target's),
 /// and the reason follows the include chain to the mechanism that
 /// matched.
 #[tokio::test]
