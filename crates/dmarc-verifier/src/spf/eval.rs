@@ -13,10 +13,11 @@ use super::{
     lookup::{Answer, LookupError, SpfLookup},
     macros::{self, Scratch, Vars},
     name,
-    record::{self, Directive, DomainSpec, Mechanism, Parsed, Qualifier, Selection, Span},
+    record::{self, Directive, DomainSpec, Mechanism, Parsed, Qualifier, Selected, Span},
     reverse_name, SpfOptions, SpfOutcome, SpfRecordText, SpfRequest, SpfResult, DNS_LOOKUP_LIMIT,
     MX_NAME_LIMIT, PTR_NAME_LIMIT, VOID_LOOKUP_LIMIT,
 };
+use smallvec::SmallVec;
 use std::{
     borrow::Cow,
     future::{poll_fn, Future},
@@ -117,7 +118,11 @@ pub(super) async fn check_host<L: SpfLookup>(
     // RFC 7208 §6.2: the explanation of a fail; any failure to get it
     // leaves none, and so does running out of time.
     if let Some(exp) = decision.exp.filter(|_| outcome.result == SpfResult::Fail) {
-        outcome.explanation = clock.run(evaluator.explanation(&exp)).await.flatten();
+        // Boxed: only a fail with exp= carries it.
+        outcome.explanation = clock
+            .run(Box::pin(evaluator.explanation(&exp)))
+            .await
+            .flatten();
     }
     outcome
 }
@@ -195,10 +200,12 @@ struct Frame {
 }
 
 impl Frame {
+    #[inline]
     fn text(&self) -> &str {
         &self.record.text
     }
 
+    #[inline]
     fn directives(&self) -> &[Directive] {
         self.record
             .record
@@ -287,7 +294,8 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             Ok(frame) => frame,
             Err(stop) => return stop.into(),
         };
-        let mut stack = Vec::with_capacity(4);
+        // Include chains are rarely deeper than 4: no allocation then.
+        let mut stack: SmallVec<[Frame; 4]> = SmallVec::new();
         stack.push(top);
         loop {
             let Some(frame) = stack.last_mut() else {
@@ -407,18 +415,16 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                 ))
             }
         };
-        let index = match record::select(&txt) {
-            Selection::One(index) => index,
-            Selection::None => return Err((SpfResult::None, format!("no SPF record at {domain}"))),
-            Selection::Several(count) => {
+        let record = match record::select_and_read(&txt) {
+            Selected::One(record) => record,
+            Selected::None => return Err((SpfResult::None, format!("no SPF record at {domain}"))),
+            Selected::Several(count) => {
                 return Err((
                     SpfResult::PermError,
                     format!("{count} SPF records at {domain} (RFC 7208 §4.5)"),
                 ))
             }
         };
-        let text = txt.get(index).map_or(&[][..], |text| text);
-        let record = record::read(text);
         if top {
             self.top_record = Some(Arc::clone(&record));
         }
@@ -479,7 +485,9 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                 cidr4,
                 cidr6,
             } => self.mx(frame, term, target, cidr4, cidr6).await,
-            Mechanism::Ptr(target) => Ok(self.ptr(frame, target).await),
+            // Rare (RFC 7208 §5.5: "SHOULD NOT be used"): boxed, so that
+            // every other directive carries a smaller future.
+            Mechanism::Ptr(target) => Ok(Box::pin(self.ptr(frame, target)).await),
             Mechanism::Exists(target) => {
                 if !self.target(frame, Some(target)).await.queryable {
                     return Ok(Step::NoMatch);
@@ -722,7 +730,9 @@ impl<L: SpfLookup> Evaluator<'_, L> {
             }
             Some(spec) => {
                 if spec.uses_ptr {
-                    self.resolve_ptr_names().await;
+                    // Rare (RFC 7208 §7.3: "do not use"): boxed, so that
+                    // every other evaluation carries a smaller future.
+                    Box::pin(self.resolve_ptr_names()).await;
                 }
                 self.name.clear();
                 let vars = Vars {

@@ -43,6 +43,7 @@ use super::{
 };
 use crate::verdict::SpfResult;
 use std::{
+    cell::RefCell,
     collections::{HashMap, VecDeque},
     hash::{BuildHasherDefault, Hasher},
     mem::size_of,
@@ -368,6 +369,59 @@ fn fingerprint(text: &[u8]) -> u64 {
         hash = (hash ^ u64::from(octet)).wrapping_mul(PRIME);
     }
     hash ^ (hash >> 32)
+}
+
+/// What the TXT records of a name hold for SPF: [`select`], and the record
+/// read when there is one.
+#[derive(Debug, Clone)]
+pub(crate) enum Selected {
+    None,
+    One(Arc<Parsed>),
+    Several(usize),
+}
+
+/// How many answers each thread remembers in [`select_and_read`].
+const RECENT_ANSWERS: usize = 32;
+
+thread_local! {
+    /// The answers this thread selected and read lately, by identity: an
+    /// answer is immutable behind its `Arc`, and holding the `Arc` keeps
+    /// its address from being reused, so the same `Arc` means the same
+    /// records. A small direct-mapped table; no lock.
+    static RECENT: RefCell<[Option<(TxtRecords, Selected)>; RECENT_ANSWERS]> =
+        const { RefCell::new([const { None }; RECENT_ANSWERS]) };
+}
+
+/// The TXT records of a name, as a lookup answers them.
+pub(crate) type TxtRecords = Arc<[Box<[u8]>]>;
+
+/// Selects the SPF record among `answer` (RFC 7208 §4.5) and reads it
+/// (through [`read`]). An answer met again on this thread (a cache that
+/// hands out the same `Arc`) costs a pointer comparison.
+pub(crate) fn select_and_read(answer: &TxtRecords) -> Selected {
+    let slot = (answer.as_ptr() as usize >> 4) % RECENT_ANSWERS;
+    let recent = RECENT.with(|recent| {
+        recent.borrow().get(slot).and_then(|entry| match entry {
+            Some((seen, selected)) if Arc::ptr_eq(seen, answer) => Some(selected.clone()),
+            _ => None,
+        })
+    });
+    if let Some(selected) = recent {
+        return selected;
+    }
+    let selected = match select(answer) {
+        Selection::None => Selected::None,
+        Selection::Several(count) => Selected::Several(count),
+        Selection::One(index) => {
+            Selected::One(read(answer.get(index).map_or(&[][..], |text| text)))
+        }
+    };
+    RECENT.with(|recent| {
+        if let Some(entry) = recent.borrow_mut().get_mut(slot) {
+            *entry = Some((Arc::clone(answer), selected.clone()));
+        }
+    });
+    selected
 }
 
 /// Reads an SPF record (text for which [`is_spf_record`] holds), through

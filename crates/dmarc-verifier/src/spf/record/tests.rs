@@ -549,3 +549,45 @@ mod networks {
         }
     }
 }
+
+/// Answers are remembered by identity: the same `Arc` gives the same
+/// selection and record, and another answer (whatever slot it takes) its
+/// own, never the one remembered before.
+#[test]
+fn recent_answers_by_identity() {
+    let answer = |texts: &[String]| -> TxtRecords {
+        texts
+            .iter()
+            .map(|t| t.as_bytes().into())
+            .collect::<Vec<Box<[u8]>>>()
+            .into()
+    };
+    let answers: Vec<(TxtRecords, Option<String>)> = (0..200)
+        .map(|i| {
+            let spf = format!("v=spf1 ip4:10.0.{}.{}/32 -all", i / 256, i % 256);
+            match i % 4 {
+                0 => (answer(std::slice::from_ref(&spf)), Some(spf)),
+                1 => (answer(&["hello".into(), spf.clone()]), Some(spf)),
+                2 => (answer(&["not spf".into()]), None),
+                _ => (answer(&[spf.clone(), spf]), None),
+            }
+        })
+        .collect();
+    for _ in 0..2 {
+        for (i, (answer, expected)) in answers.iter().enumerate() {
+            match (select_and_read(answer), expected) {
+                (Selected::One(record), Some(text)) => {
+                    assert_eq!(&*record.text, text.as_str(), "{i}")
+                }
+                (Selected::None, None) if i % 4 == 2 => {}
+                (Selected::Several(2), None) if i % 4 == 3 => {}
+                (other, _) => panic!("{i}: {other:?}"),
+            }
+        }
+    }
+    let (first, _) = &answers[0];
+    match (select_and_read(first), select_and_read(first)) {
+        (Selected::One(a), Selected::One(b)) => assert!(Arc::ptr_eq(&a, &b)),
+        other => panic!("{other:?}"),
+    }
+}
