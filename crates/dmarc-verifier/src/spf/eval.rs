@@ -290,6 +290,8 @@ struct Evaluator<'a, L> {
 impl<L: SpfLookup> Evaluator<'_, L> {
     /// Evaluates the record of `<domain>` to a result (§4.4 to §4.7).
     async fn evaluate(&mut self, domain: &str) -> Decision {
+        self.name.clear();
+        self.name.push_str(domain);
         let top = match self.fetch(domain.to_owned(), true).await {
             Ok(frame) => frame,
             Err(stop) => return stop.into(),
@@ -394,9 +396,8 @@ impl<L: SpfLookup> Evaluator<'_, L> {
     /// `Err` with `none` when there is none (NXDOMAIN, no TXT record, no
     /// `v=spf1` record), `temperror` when the lookup failed, `permerror`
     /// for several records or a syntax error.
+    /// `self.name` holds `domain` (for the reason of a timeout).
     async fn fetch(&mut self, domain: String, top: bool) -> Result<Frame, Stop> {
-        self.name.clear();
-        self.name.push_str(&domain);
         self.asking = Some("TXT");
         let answer = self.lookup.txt(&self.name).await;
         self.asking = None;
