@@ -958,7 +958,7 @@ fn step(matched: bool) -> Step {
 }
 
 /// Whether `ip` is in `network/cidr`.
-fn in_v4(ip: Ipv4Addr, network: Ipv4Addr, cidr: u8) -> bool {
+pub(super) fn in_v4(ip: Ipv4Addr, network: Ipv4Addr, cidr: u8) -> bool {
     let mask = u32::MAX
         .checked_shl(32u32.saturating_sub(u32::from(cidr)))
         .unwrap_or(0);
@@ -966,7 +966,7 @@ fn in_v4(ip: Ipv4Addr, network: Ipv4Addr, cidr: u8) -> bool {
 }
 
 /// Whether `ip` is in `network/cidr`.
-fn in_v6(ip: Ipv6Addr, network: Ipv6Addr, cidr: u8) -> bool {
+pub(super) fn in_v6(ip: Ipv6Addr, network: Ipv6Addr, cidr: u8) -> bool {
     let mask = u128::MAX
         .checked_shl(128u32.saturating_sub(u32::from(cidr)))
         .unwrap_or(0);

@@ -740,3 +740,48 @@ fn first_names_in_name_order() {
     assert_eq!(pick(&names(&["b", "a", "b", "a"])), ["a", "a", "b", "b"]);
     assert_eq!(pick(&names(&[])), Vec::<String>::new());
 }
+
+/// RFC 7208 §5.6: the client is in `network/cidr` when their first `cidr`
+/// bits are equal.
+#[test]
+fn cidr_matching() {
+    let v4 = |ip: &str, network: &str, cidr: u8| {
+        eval::in_v4(ip.parse().unwrap(), network.parse().unwrap(), cidr)
+    };
+    let cases_v4 = [
+        ("192.0.2.10", "192.0.2.10", 32, true),
+        ("192.0.2.11", "192.0.2.10", 32, false),
+        ("192.0.2.10", "192.0.2.0", 24, true),
+        ("192.0.3.10", "192.0.2.0", 24, false),
+        ("192.0.2.127", "192.0.2.0", 25, true),
+        ("192.0.2.128", "192.0.2.0", 25, false),
+        ("10.0.0.1", "192.0.2.0", 0, true),
+        ("255.255.255.255", "0.0.0.0", 0, true),
+        ("127.0.0.1", "0.0.0.0", 1, true),
+        ("128.0.0.1", "0.0.0.0", 1, false),
+        // The network's host bits do not matter.
+        ("192.0.2.10", "192.0.2.99", 24, true),
+    ];
+    for (ip, network, cidr, expected) in cases_v4 {
+        assert_eq!(v4(ip, network, cidr), expected, "{ip} in {network}/{cidr}");
+    }
+    let v6 = |ip: &str, network: &str, cidr: u8| {
+        eval::in_v6(ip.parse().unwrap(), network.parse().unwrap(), cidr)
+    };
+    let cases_v6 = [
+        ("2001:db8::1", "2001:db8::1", 128, true),
+        ("2001:db8::2", "2001:db8::1", 128, false),
+        ("2001:db8:ffff::1", "2001:db8::", 32, true),
+        ("2001:db9::1", "2001:db8::", 32, false),
+        ("cafe:babe:8000::", "cafe:babe:8000::", 33, true),
+        ("cafe:babe::", "cafe:babe:8000::", 33, false),
+        ("::1", "2001:db8::", 0, true),
+        ("ffff::", "::", 1, false),
+        ("7fff::", "::", 1, true),
+        ("2001:db8::ff", "2001:db8::", 120, true),
+        ("2001:db8::100", "2001:db8::", 120, false),
+    ];
+    for (ip, network, cidr, expected) in cases_v6 {
+        assert_eq!(v6(ip, network, cidr), expected, "{ip} in {network}/{cidr}");
+    }
+}
