@@ -548,6 +548,26 @@ fn psl_file_decides_organizational_domains() {
     );
 }
 
+// Zone files.
+
+/// RFC 1035 §5.1 escapes in owner names and in names of the data (a label
+/// holding spaces or a dot, an octet written `\DDD`) are read; the verdict
+/// is the demo's.
+#[test]
+fn zone_with_escaped_names_is_read() {
+    let zone = format!(
+        "{}\n\
+         macro%percent\\032\\032space%20url-space.example.com. 300 IN A 192.0.2.1\n\
+         a\\.b.example.com. 300 IN TXT \"dotted\\032label\"\n\
+         alias.example.com. 300 IN CNAME caf\\195\\169.example.com.\n",
+        demo_zone_text()
+    );
+    let zone = scratch("escaped.zone", zone.as_bytes());
+    let escaped = run(&["--zone", path_str(&zone), "examples/data/forged.eml"]).ok();
+    let plain = demo("forged.eml", &[]).ok();
+    assert_eq!(escaped.lines(), plain.lines());
+}
+
 // pct.
 
 #[test]

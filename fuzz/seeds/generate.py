@@ -91,6 +91,23 @@ def zone():
     )
 
 
+SPF = [
+    (0, b"v=spf1 ip4:192.0.2.0/24 -all"),
+    (1, b"v=spf1 ip6:2001:db8::/32 a mx ptr ~all"),
+    (2, b"v=spf1 include:inc.example.com -all exp=exp.example.com\xffv=spf1 a:%{d} ?all"),
+    (4, b"v=spf1 exists:%{ir}.%{l1r+-}._spf.%{d} redirect=inc.example.com\xffv=spf1 ptr:%{p} -all"),
+    (5, b"v=spf1 a/24//64 mx:example.com/26 -ip4:198.51.100.0/24 ?all"),
+    (7, b"v=spf1 -all exp=exp.example.com"),
+    (8, b"v=spf1 moo.cow-far_out=man:dog/cat default=+ ip4:192.0.2.1 ~all"),
+    (12, b"v=spf1 include:inc.example.com\xffv=spf1 include:example.com"),
+]
+
+
+def spf():
+    for first, text in SPF:
+        write("spf", bytes([first]) + text)
+
+
 def verify():
     for path in sorted((REPO / "examples/data").glob("*.eml")):
         write("verify", b"\x00" + path.read_bytes())
@@ -175,6 +192,7 @@ if __name__ == "__main__":
     dmarc_record()
     auth_results()
     zone()
+    spf()
     verify()
     milter_session()
     for folder in sorted(p for p in HERE.iterdir() if p.is_dir()):

@@ -27,6 +27,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`spf`] is our own RFC 7208 `check_host()` (all of the RFC 7208 test
+//! suite, asking the DNS through [`spf::SpfLookup`]); the verifier does not
+//! use it yet and still checks SPF through mail-auth.
+//!
 //! Logging goes through `tracing`: `debug` carries the decision trail
 //! (target `dmarc_verifier::trail`), `info` the shadow-discovery
 //! disagreements. The library never logs above `info` for a message: what
@@ -53,6 +57,7 @@ mod evaluate;
 pub mod message;
 pub mod policy;
 pub mod record;
+pub mod spf;
 mod spf_check;
 pub mod trail;
 pub mod verdict;

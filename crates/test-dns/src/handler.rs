@@ -3,7 +3,9 @@
 use std::iter;
 use std::sync::Arc;
 
-use dmarc_verifier::dns::zone::{RecordData, RecordType, Zone, ZoneAnswer, ZoneRecord};
+use dmarc_verifier::dns::zone::{
+    canonical_name, name_labels, RecordData, RecordType, Zone, ZoneAnswer, ZoneRecord,
+};
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record};
@@ -233,21 +235,22 @@ fn response_edns(request: &Request) -> Option<Edns> {
     })
 }
 
-/// A name as the zone writes it: lowercase, without the trailing dot.
+/// A name as the zone writes it: lowercase, without the trailing dot, an
+/// octet of a label that is a dot, a backslash or not printable ASCII
+/// escaped (see `dmarc_verifier::dns::zone`), so that a label holding a
+/// space or a dot finds its record.
 fn name_text(name: &Name) -> String {
-    let labels: Vec<String> = name
-        .iter()
-        .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
-        .collect();
-    labels.join(".")
+    canonical_name(name.iter())
 }
 
-/// A zone name as hickory's: absolute, one label per dot-separated part.
+/// A zone name as hickory's: absolute, its labels decoded from the zone's
+/// text (escapes included); `None` when a label cannot go on the wire.
 fn to_name(name: &str) -> Option<Name> {
-    if name.is_empty() {
+    let labels = name_labels(name)?;
+    if labels.is_empty() {
         return Some(Name::root());
     }
-    Name::from_labels(name.split('.').map(str::as_bytes)).ok()
+    Name::from_labels(labels).ok()
 }
 
 /// A zone record as hickory's, with `ttl`; `None` when a name cannot be

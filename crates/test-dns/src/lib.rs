@@ -100,7 +100,9 @@ pub enum Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     /// The name asked, lowercase, without the trailing dot (the root is
-    /// `""`).
+    /// `""`), in the zone's canonical text: a dot, a backslash or an octet
+    /// that is not printable ASCII inside a label is escaped (`\.`, `\\`,
+    /// `\DDD`; see `dmarc_verifier::dns::zone`).
     pub name: String,
     /// The type asked; `None` for a type the zone does not know (ANY, SRV,
     /// ...).
@@ -183,9 +185,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Lowercases a name and removes one trailing dot.
+/// A name as the server logs and matches it: the zone's canonical text
+/// (lowercase, no trailing dot, escapes decoded and written canonically).
 fn normalize_name(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    dmarc_verifier::dns::zone::normalize_name(name)
 }
 
 /// An authoritative DNS server on 127.0.0.1, UDP and TCP on one port,

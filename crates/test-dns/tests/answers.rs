@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{resolver, response_code, tcp_exchange, udp_exchange, EXAMPLE_ZONE};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType as WireType};
-use test_dns::{Query, RecordType, TestDns, Transport, Zone};
+use test_dns::{Fault, Query, RecordType, TestDns, Transport, Zone};
 
 const RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -341,4 +341,73 @@ async fn classes_other_than_in_are_refused() {
         .unwrap();
     let response = Message::from_vec(&buffer[..len]).unwrap();
     assert_eq!(response.metadata.response_code, ResponseCode::Refused);
+}
+
+/// RFC 1035 §5.1 escapes in zone text give labels holding spaces, dots or
+/// any octet (RFC 2181 §11); the server answers them by their octets, over
+/// UDP and TCP, and logs and matches faults by the zone's canonical text.
+#[tokio::test]
+async fn names_with_escaped_octets() {
+    let dns = TestDns::start(
+        "macro%percent\\032\\032space%20url-space.example.com. A 192.0.2.1\n\
+         a\\.b.example.com. TXT dotted\n\
+         caf\\195\\169.example.com. CNAME a\\.b.example.com.\n",
+    )
+    .await
+    .unwrap();
+    let labels =
+        |record: &Record| -> Vec<Vec<u8>> { record.name.iter().map(<[u8]>::to_vec).collect() };
+
+    let spaced = "macro%percent\\032\\032space%20url-space.example.com.";
+    for response in [
+        udp_exchange(dns.addr(), spaced, WireType::A).await,
+        tcp_exchange(dns.addr(), spaced, WireType::A).await,
+    ] {
+        assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(response.answers.len(), 1);
+        assert_eq!(
+            labels(&response.answers[0]),
+            [
+                b"macro%percent  space%20url-space".to_vec(),
+                b"example".to_vec(),
+                b"com".to_vec()
+            ]
+        );
+    }
+
+    // A label holding a dot is one label: a.b.example.com does not exist.
+    let dotted = udp_exchange(dns.addr(), "a\\.b.example.com.", WireType::TXT).await;
+    assert_eq!(txt_strings(&dotted.answers), [vec![b"dotted".to_vec()]]);
+    assert_eq!(labels(&dotted.answers[0])[0], b"a.b");
+    let split = udp_exchange(dns.addr(), "a.b.example.com.", WireType::TXT).await;
+    assert_eq!(split.metadata.response_code, ResponseCode::NXDomain);
+
+    // Octets above 127, and a CNAME to a label holding a dot.
+    let cafe = udp_exchange(dns.addr(), "caf\\195\\169.example.com.", WireType::TXT).await;
+    assert_eq!(labels(&cafe.answers[0])[0], [b'c', b'a', b'f', 0xc3, 0xa9]);
+    assert_eq!(txt_strings(&cafe.answers), [vec![b"dotted".to_vec()]]);
+
+    let logged: Vec<String> = dns.queries().into_iter().map(|query| query.name).collect();
+    assert_eq!(
+        logged,
+        [
+            "macro%percent\\032\\032space%20url-space.example.com",
+            "macro%percent\\032\\032space%20url-space.example.com",
+            "a\\.b.example.com",
+            "a.b.example.com",
+            "caf\\195\\169.example.com",
+        ]
+    );
+    // Counted and faulted by name, raw spaces or escapes alike.
+    assert_eq!(
+        dns.query_count("macro%percent  space%20url-space.example.com"),
+        2
+    );
+    dns.set_fault(
+        "MACRO%PERCENT\\ \\ SPACE%20URL-SPACE.example.com",
+        None,
+        Fault::ServFail,
+    );
+    let failed = udp_exchange(dns.addr(), spaced, WireType::A).await;
+    assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
 }

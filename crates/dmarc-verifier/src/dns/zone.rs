@@ -24,9 +24,17 @@
 //!   outside quotes; `"quoted strings"` and the escapes `\X` and `\DDD`.
 //! - Record types A, AAAA, CNAME, MX, NS, PTR, SOA and TXT.
 //!
-//! Names are stored in lowercase, absolute, without the trailing dot (the
-//! root is the empty string). They must be printable ASCII (use the A-label
-//! form of an internationalized name) and cannot hold escapes.
+//! # Names
+//!
+//! A name is stored as text: lowercase, absolute, without the trailing dot
+//! (the root is the empty string), in the canonical presentation form of
+//! [`canonical_name`]: labels joined by `.`, where a `.` or `\` inside a
+//! label is written `\.` or `\\`, and an octet that is not printable
+//! ASCII (space, control characters, octets above 127) is written `\DDD`
+//! (RFC 1035 §5.1). Zone text may write any octet of a label with the
+//! escapes `\X` and `\DDD`, so a label can hold spaces or dots
+//! (RFC 2181 §11: any octet is legal in a label); unescaped, a name must be
+//! printable ASCII (write an internationalized name as its A-label).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -183,19 +191,18 @@ pub enum RecordData {
     A(Ipv4Addr),
     /// An IPv6 address.
     Aaaa(Ipv6Addr),
-    /// The canonical name (lowercase, absolute, no trailing dot).
+    /// The canonical name (see [Names](self#names)).
     Cname(String),
     /// A mail exchanger.
     Mx {
         /// Lower is preferred.
         preference: u16,
-        /// The exchanger's name (lowercase, absolute, no trailing dot).
+        /// The exchanger's name (see [Names](self#names)).
         exchange: String,
     },
-    /// A name server's name (lowercase, absolute, no trailing dot).
+    /// A name server's name (see [Names](self#names)).
     Ns(String),
-    /// The name an address maps back to (lowercase, absolute, no trailing
-    /// dot).
+    /// The name an address maps back to (see [Names](self#names)).
     Ptr(String),
     /// The start of a zone of authority.
     Soa {
@@ -239,7 +246,7 @@ impl RecordData {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneRecord {
     /// The owner name: lowercase, absolute, no trailing dot (the root is
-    /// `""`).
+    /// `""`), escaped as [Names](self#names) says.
     pub name: String,
     /// Time to live, in seconds.
     pub ttl: u32,
@@ -396,10 +403,10 @@ impl Zone {
         let origin = match origin {
             None => String::new(),
             Some(origin) => {
-                let origin = normalize_name(origin);
-                check_name(&origin)
-                    .map_err(|message| ZoneError::new(0, format!("invalid origin: {message}")))?;
-                origin
+                let invalid = |message| ZoneError::new(0, format!("invalid origin: {message}"));
+                let (labels, _) = decode_name(origin, true).map_err(invalid)?;
+                check_labels(&labels).map_err(invalid)?;
+                canonical_name(labels.iter().map(Vec::as_slice))
             }
         };
         let mut parser = Parser {
@@ -438,7 +445,10 @@ impl Zone {
     }
 
     /// Answers a question. Name matching is case-insensitive; a trailing
-    /// dot on `name` is ignored.
+    /// dot on `name` is ignored. `name` is read in presentation format:
+    /// `\.`, `\\`, `\X` and `\DDD` are decoded (a label holding a dot is
+    /// written `\.`), any other character stands for itself (a space is a
+    /// space), as [`name_labels`] reads it.
     ///
     /// - Records of type `rtype` at the name: [`ZoneAnswer::Records`].
     /// - A CNAME at the name and `rtype` is not CNAME: the CNAME is followed
@@ -575,11 +585,25 @@ impl Zone {
 
     /// Adds a record programmatically (tests).
     ///
-    /// The owner name is lowercased and a trailing dot removed; it is not
-    /// otherwise checked. A record equal to one already present (same name
-    /// and data, whatever the TTL) is ignored (RFC 2181 §5).
+    /// The owner name, and the names in the data (CNAME, MX, NS, PTR and
+    /// SOA), are read as [`Zone::lookup`] reads a name and stored in the
+    /// canonical form (lowercase, no trailing dot, escapes as
+    /// [Names](self#names) says); they are not otherwise checked. A record
+    /// equal to one already present (same name and data, whatever the TTL)
+    /// is ignored (RFC 2181 §5).
     pub fn insert(&mut self, mut record: ZoneRecord) {
         record.name = normalize_name(&record.name);
+        match &mut record.data {
+            RecordData::Cname(target) | RecordData::Ns(target) | RecordData::Ptr(target) => {
+                *target = normalize_name(target);
+            }
+            RecordData::Mx { exchange, .. } => *exchange = normalize_name(exchange),
+            RecordData::Soa { mname, rname, .. } => {
+                *mname = normalize_name(mname);
+                *rname = normalize_name(rname);
+            }
+            RecordData::A(_) | RecordData::Aaaa(_) | RecordData::Txt(_) => {}
+        }
         let rrset = self
             .rrsets
             .entry(record.name.clone())
@@ -649,49 +673,222 @@ impl Zone {
     }
 }
 
-/// Lowercases a name and removes one trailing dot.
-fn normalize_name(name: &str) -> String {
+/// A name in the canonical text form of this module, from its labels
+/// (the root is no label).
+///
+/// ASCII letters are lowercased (RFC 4343: names compare without case);
+/// labels are joined by `.`; inside a label `.` is written `\.`, `\` is
+/// written `\\`, and an octet that is not printable ASCII (below 0x21 or
+/// above 0x7E, space included) is written `\DDD` with its decimal value
+/// (RFC 1035 §5.1). Every other octet is written as itself. The result
+/// reads back to the same labels with [`name_labels`].
+///
+/// # Examples
+///
+/// ```
+/// use dmarc_verifier::dns::zone::canonical_name;
+///
+/// let labels: [&[u8]; 3] = [b"Macro%Percent  Space", b"example", b"com"];
+/// assert_eq!(canonical_name(labels), "macro%percent\\032\\032space.example.com");
+/// let labels: [&[u8]; 2] = [b"a.b", b"example"];
+/// assert_eq!(canonical_name(labels), "a\\.b.example");
+/// ```
+pub fn canonical_name<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut text = String::new();
+    for (index, label) in labels.into_iter().enumerate() {
+        if index > 0 {
+            text.push('.');
+        }
+        push_canonical_label(&mut text, label);
+    }
+    text
+}
+
+/// Appends one label in the canonical text form (see [`canonical_name`]).
+fn push_canonical_label(text: &mut String, label: &[u8]) {
+    for &octet in label {
+        match octet {
+            b'.' => text.push_str("\\."),
+            b'\\' => text.push_str("\\\\"),
+            0x21..=0x7e => text.push(char::from(octet.to_ascii_lowercase())),
+            _ => {
+                text.push('\\');
+                text.push(char::from(b'0' + octet / 100));
+                text.push(char::from(b'0' + octet / 10 % 10));
+                text.push(char::from(b'0' + octet % 10));
+            }
+        }
+    }
+}
+
+/// The labels of a name written in presentation format (RFC 1035 §5.1):
+/// labels separated by unescaped dots, `\X` for the character X, `\DDD`
+/// for the octet of decimal value DDD. A trailing unescaped dot is
+/// ignored; `""` and `"."` are the root (no label). Case is kept.
+///
+/// `None` when the text is not a name: an escape cut short (`\` at the
+/// end, `\DDD` with fewer than three digits or above 255) or an empty
+/// label (`a..b`, `.a`).
+///
+/// # Examples
+///
+/// ```
+/// use dmarc_verifier::dns::zone::name_labels;
+///
+/// assert_eq!(
+///     name_labels("a\\.b\\032c.Example."),
+///     Some(vec![b"a.b c".to_vec(), b"Example".to_vec()])
+/// );
+/// assert_eq!(name_labels("."), Some(vec![]));
+/// assert_eq!(name_labels("a..b"), None);
+/// ```
+pub fn name_labels(text: &str) -> Option<Vec<Vec<u8>>> {
+    decode_name(text, false).ok().map(|(labels, _)| labels)
+}
+
+/// Decodes a name in presentation format into its labels and whether it
+/// was absolute (ended with an unescaped dot).
+///
+/// `strict` (zone text): an unescaped character must be printable ASCII,
+/// a character escaped as `\X` must be ASCII. Otherwise any character
+/// stands for its UTF-8 octets.
+fn decode_name(text: &str, strict: bool) -> Result<(Vec<Vec<u8>>, bool), String> {
+    if text.is_empty() || text == "." {
+        return Ok((Vec::new(), text == "."));
+    }
+    let mut labels = Vec::new();
+    let mut label = Vec::new();
+    let mut absolute = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                if label.is_empty() {
+                    return Err(format!("empty label in domain name {text:?}"));
+                }
+                labels.push(mem::take(&mut label));
+                absolute = chars.peek().is_none();
+            }
+            '\\' => {
+                let Some(escaped) = chars.next() else {
+                    return Err(format!("'\\' at the end of domain name {text:?}"));
+                };
+                match escaped.to_digit(10) {
+                    Some(first) => {
+                        let mut value = first;
+                        for _ in 0..2 {
+                            let digit = chars.next_if(char::is_ascii_digit).ok_or_else(|| {
+                                format!("a \\DDD escape needs three decimal digits in {text:?}")
+                            })?;
+                            value = value * 10 + digit.to_digit(10).unwrap_or(0);
+                        }
+                        let octet = u8::try_from(value).map_err(|_| {
+                            format!("escape \\{value} is not an octet (0 to 255) in {text:?}")
+                        })?;
+                        label.push(octet);
+                    }
+                    // `\X`: any ASCII character, a blank included.
+                    None => {
+                        push_name_char(&mut label, escaped, strict && !escaped.is_ascii(), text)?
+                    }
+                }
+            }
+            _ => push_name_char(&mut label, c, strict && !c.is_ascii_graphic(), text)?,
+        }
+    }
+    if !absolute {
+        labels.push(label);
+    }
+    Ok((labels, absolute))
+}
+
+/// Adds a character to a label being decoded, or refuses it when
+/// `refuse`.
+fn push_name_char(label: &mut Vec<u8>, c: char, refuse: bool, text: &str) -> Result<(), String> {
+    if refuse {
+        return Err(format!(
+            "invalid character {c:?} in domain name {text:?} \
+             (write internationalized names as A-labels, other octets as \\DDD)"
+        ));
+    }
+    label.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+    Ok(())
+}
+
+/// Checks the labels of a name against RFC 1035 §2.3.4: labels of 63
+/// octets or less, 255 octets on the wire (253 in text without escapes
+/// and the trailing dot).
+fn check_labels(labels: &[Vec<u8>]) -> Result<(), String> {
+    for label in labels {
+        if label.len() > MAX_LABEL_LEN {
+            return Err(format!(
+                "label \"{}\" is longer than {MAX_LABEL_LEN} octets ({} octets)",
+                label.escape_ascii(),
+                label.len()
+            ));
+        }
+    }
+    let length = labels
+        .iter()
+        .map(|label| label.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
+    if length > MAX_NAME_LEN {
+        return Err(format!(
+            "domain name is longer than {MAX_NAME_LEN} characters ({length} characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// A name in the canonical text form of this module (see
+/// [Names](self#names)): read as [`name_labels`] reads it (escapes
+/// decoded, any other character standing for itself), lowercased, one
+/// trailing dot removed, and written again as [`canonical_name`] writes
+/// it. Text that is not a name (an escape cut short, an empty label) is
+/// only lowercased and stripped of one trailing dot: no record can have
+/// such a name.
+///
+/// # Examples
+///
+/// ```
+/// use dmarc_verifier::dns::zone::normalize_name;
+///
+/// assert_eq!(normalize_name("Mail.Example.COM."), "mail.example.com");
+/// assert_eq!(normalize_name("a b\\046c.example"), "a\\032b\\.c.example");
+/// ```
+pub fn normalize_name(name: &str) -> String {
+    let plain = name
+        .bytes()
+        .all(|octet| (0x21..=0x7e).contains(&octet) && octet != b'\\');
+    if !plain {
+        if let Ok((labels, _)) = decode_name(name, false) {
+            return canonical_name(labels.iter().map(Vec::as_slice));
+        }
+    }
     let name = name.strip_suffix('.').unwrap_or(name);
     name.to_ascii_lowercase()
 }
 
-/// The name one label up; none for the root.
+/// The name one label up (the text after the first unescaped dot); none
+/// for the root.
 fn parent(name: &str) -> Option<&str> {
     if name.is_empty() {
         return None;
     }
-    Some(name.split_once('.').map_or("", |(_, parent)| parent))
-}
-
-/// Checks a normalized name against RFC 1035 §2.3.4 and the characters this
-/// module accepts.
-fn check_name(name: &str) -> Result<(), String> {
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "domain name is longer than {MAX_NAME_LEN} characters ({} characters)",
-            name.len()
-        ));
-    }
-    if name.is_empty() {
-        return Ok(());
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(format!("empty label in domain name {name:?}"));
-        }
-        if label.len() > MAX_LABEL_LEN {
-            return Err(format!(
-                "label {label:?} is longer than {MAX_LABEL_LEN} octets ({} octets)",
-                label.len()
-            ));
-        }
-        if let Some(c) = label.chars().find(|c| !c.is_ascii_graphic()) {
-            return Err(format!(
-                "invalid character {c:?} in domain name {name:?} (write internationalized names as A-labels)"
-            ));
+    let mut octets = name.bytes().enumerate();
+    while let Some((index, octet)) = octets.next() {
+        match octet {
+            // The escaped character (or the first digit of \DDD) is not
+            // a separator.
+            b'\\' => {
+                octets.next();
+            }
+            b'.' => return Some(name.get(index + 1..).unwrap_or("")),
+            _ => {}
         }
     }
-    Ok(())
+    Some("")
 }
 
 /// A time value in seconds, at most `max`: digits alone, or numbers each
@@ -1040,29 +1237,18 @@ impl Parser {
                 ),
             ));
         }
-        if token.text.contains('\\') {
-            return Err(ZoneError::new(
-                token.line,
-                format!(
-                    "escapes in domain names are not supported: {:?}",
-                    token.text
-                ),
-            ));
+        let error = |message| ZoneError::new(token.line, message);
+        if token.text == "@" {
+            return Ok(self.origin.clone());
         }
-        let text = token.text.to_ascii_lowercase();
-        let name = if text == "@" {
-            self.origin.clone()
-        } else if text == "." {
-            String::new()
-        } else if let Some(absolute) = text.strip_suffix('.') {
-            absolute.to_owned()
-        } else if self.origin.is_empty() {
-            text
-        } else {
-            format!("{text}.{}", self.origin)
-        };
-        check_name(&name).map_err(|message| ZoneError::new(token.line, message))?;
-        Ok(name)
+        // RFC 1035 §5.1: escapes \X and \DDD may stand for any octet.
+        let (mut labels, absolute) = decode_name(&token.text, true).map_err(error)?;
+        if !absolute {
+            let (origin, _) = decode_name(&self.origin, false).map_err(error)?;
+            labels.extend(origin);
+        }
+        check_labels(&labels).map_err(error)?;
+        Ok(canonical_name(labels.iter().map(Vec::as_slice)))
     }
 
     fn rdata(

@@ -56,10 +56,14 @@ pub fn response_code(error: &NetError) -> Option<ResponseCode> {
 
 /// A query message for `name` and `rtype`, with EDNS (payload 1232) when
 /// `edns` is set.
+///
+/// `name` is read as zone text reads it (RFC 1035 §5.1 escapes, `\DDD`
+/// in decimal); hickory's `Name::from_ascii` reads `\DDD` as octal.
 pub fn query(id: u16, name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
+    let labels = dmarc_verifier::dns::zone::name_labels(name).unwrap();
     let mut message = Message::query();
     message.metadata.id = id;
-    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    message.add_query(Query::query(Name::from_labels(labels).unwrap(), rtype));
     if edns {
         let mut opt = Edns::new();
         opt.set_max_payload(1232);

@@ -269,6 +269,15 @@ fn rejects_bad_zone_text() {
         "a".repeat(63),
         "b".repeat(62)
     );
+    // 64 octets in 256 characters of text.
+    let escaped_64 = format!("{}. A 192.0.2.1\n", "\\032".repeat(64));
+    // 63 + 1 + 63 + 1 + 63 + 1 + 62 = 254 octets, the dots of the last
+    // label escaped.
+    let escaped_254 = format!(
+        "{0}.{0}.{0}.{1}. A 192.0.2.1\n",
+        "a".repeat(63),
+        "b\\.".repeat(31)
+    );
     let cases: Vec<(&str, &str, usize, &str)> = vec![
         (
             "$INCLUDE",
@@ -297,7 +306,12 @@ fn rejects_bad_zone_text() {
         ("name of 254 characters", &name_254, 2, "longer than 253 characters"),
         ("empty label", "a..b. A 192.0.2.1\n", 1, "empty label"),
         ("non-ASCII name", "bücher.example. A 192.0.2.1\n", 1, "invalid character 'ü'"),
-        ("escape in a name", "a\\.b. A 192.0.2.1\n", 1, "escapes in domain names are not supported"),
+        ("escape cut short in a name", "a\\03. A 192.0.2.1\n", 1, "three decimal digits"),
+        ("\\DDD above 255 in a name", "a\\256. A 192.0.2.1\n", 1, "not an octet"),
+        ("backslash ending a name", "a. CNAME b\\\n", 1, "'\\' at the end of a line"),
+        ("non-ASCII after a backslash", "a\\ü. A 192.0.2.1\n", 1, "invalid character 'ü'"),
+        ("label of 64 octets written with escapes", &escaped_64, 1, "is longer than 63 octets (64 octets)"),
+        ("escaped name of 254 octets", &escaped_254, 1, "longer than 253 characters"),
         ("quoted name", "a. CNAME \"b.\"\n", 1, "expected a domain name, found the quoted string"),
         ("bad IPv4", "a. A 192.0.2.256\n", 1, "invalid IPv4 address: \"192.0.2.256\""),
         ("bad IPv6", "a. AAAA 2001:db8::g\n", 1, "invalid IPv6 address"),
@@ -348,9 +362,111 @@ fn rejects_bad_zone_text() {
     }
 }
 
+/// RFC 1035 §5.1: `\X` and `\DDD` write any octet of a label, a space or a
+/// dot included (RFC 2181 §11); names are stored and matched in one
+/// canonical text, whatever escapes the zone or the question used.
+#[test]
+fn names_with_escapes() {
+    let zone = Zone::parse(
+        "$ORIGIN ex\\097mple.\n\
+         macro%percent\\032\\032space%20url-space A 192.0.2.1\n\
+         a\\.b TXT dotted\n\
+         back\\\\slash A 192.0.2.2\n\
+         \\065BC A 192.0.2.3\n\
+         caf\\195\\169 A 192.0.2.4\n\
+         tab\\009 A 192.0.2.5\n\
+         quote\\\"semi\\;paren\\( A 192.0.2.6\n\
+         alias CNAME target\\ name.other.\n\
+         mail MX 10 mx\\.1\n\
+         target\\ name.other. A 192.0.2.7\n",
+        None,
+    )
+    .unwrap();
+    let names: Vec<&str> = zone.records().map(|record| record.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "macro%percent\\032\\032space%20url-space.example",
+            "a\\.b.example",
+            "back\\\\slash.example",
+            "abc.example",
+            "caf\\195\\169.example",
+            "tab\\009.example",
+            "quote\"semi;paren(.example",
+            "alias.example",
+            "mail.example",
+            "target\\032name.other",
+        ]
+    );
+    let found = |name: &str, rtype: RecordType| match zone.lookup(name, rtype) {
+        ZoneAnswer::Records { records, .. } => show_all(&records),
+        other => panic!("{name}: {other:?}"),
+    };
+    // A question with raw spaces, with other escapes, or in another case
+    // finds the same name.
+    for name in [
+        "macro%percent  space%20url-space.example",
+        "MACRO%PERCENT\\ \\032SPACE%20URL-SPACE.EXAMPLE.",
+    ] {
+        assert_eq!(
+            found(name, RecordType::A),
+            ["macro%percent\\032\\032space%20url-space.example 3600 A 192.0.2.1"],
+            "{name}"
+        );
+    }
+    // A dot inside a label is not a label separator.
+    assert_eq!(found("a\\.b.example", RecordType::Txt).len(), 1);
+    assert!(matches!(
+        zone.lookup("a.b.example", RecordType::Txt),
+        ZoneAnswer::NxDomain { .. }
+    ));
+    assert!(matches!(
+        zone.lookup("b.example", RecordType::Txt),
+        ZoneAnswer::NxDomain { .. }
+    ));
+    assert_eq!(found("abc.example", RecordType::A).len(), 1);
+    assert_eq!(found("caf\\195\\169.example", RecordType::A).len(), 1);
+    assert_eq!(found("tab\t.example", RecordType::A).len(), 1);
+    // The names in the data are canonical too, and CNAMEs follow them.
+    assert_eq!(
+        found("alias.example", RecordType::A),
+        ["target\\032name.other 3600 A 192.0.2.7"]
+    );
+    assert_eq!(
+        found("mail.example", RecordType::Mx),
+        ["mail.example 3600 MX 10 mx\\.1.example"]
+    );
+}
+
+#[test]
+fn canonical_names_round_trip() {
+    let labels: Vec<Vec<u8>> = vec![
+        b"a.b".to_vec(),
+        b"back\\slash".to_vec(),
+        vec![0, b' ', 0x7f, 0xff, b'X'],
+        b"example".to_vec(),
+    ];
+    let text = canonical_name(labels.iter().map(Vec::as_slice));
+    assert_eq!(text, "a\\.b.back\\\\slash.\\000\\032\\127\\255x.example");
+    let mut lowered = labels.clone();
+    lowered[2][4] = b'x';
+    assert_eq!(name_labels(&text), Some(lowered));
+    assert_eq!(normalize_name(&text), text);
+    assert_eq!(canonical_name([]), "");
+    assert_eq!(name_labels(""), Some(vec![]));
+    assert_eq!(name_labels("a\\"), None);
+    assert_eq!(name_labels(".a"), None);
+    // What does not read as a name is only lowercased.
+    assert_eq!(normalize_name("A..B."), "a..b");
+    assert_eq!(parent("a\\.b.c"), Some("c"));
+    assert_eq!(parent("a\\\\.b"), Some("b"));
+    assert_eq!(parent("a\\046\\.b"), Some(""));
+    assert_eq!(parent(""), None);
+}
+
 #[test]
 fn rejects_invalid_origin() {
-    for origin in ["a..b", &"a".repeat(64), "bücher.example"] {
+    for origin in ["a..b", &"a".repeat(64), "bücher.example", "a\\"] {
         let error = Zone::parse("", Some(origin)).unwrap_err();
         assert_eq!(error.line, 0, "{origin}");
         assert!(error.message.starts_with("invalid origin: "), "{error}");
