@@ -6,6 +6,7 @@ use dmarc_verifier::{DiscoveryMethod, PctMode};
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
+    time::Duration,
 };
 
 /// The authserv-id written into the Authentication-Results header when
@@ -55,6 +56,11 @@ pub struct Args {
         conflicts_with = "zone"
     )]
     pub nameservers: Vec<SocketAddr>,
+
+    /// Seconds to wait for one DNS answer (tries: 2)
+    /// [default: 5].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub dns_timeout: Option<Duration>,
 
     /// Answer every DNS question from this RFC 1035 zone file, served on
     /// 127.0.0.1 by an in-process server: no other network access.
@@ -136,6 +142,15 @@ impl From<Pct> for PctMode {
     }
 }
 
+/// A number of seconds above zero, such as `5` or `0.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "expected a number of seconds above 0, such as 5 or 0.5".to_string())
+}
+
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`; port 53 when none is given.
 fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -153,6 +168,15 @@ fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "x", "inf", "NaN", "7200"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn nameserver_forms() {

@@ -62,6 +62,7 @@ pub fn render(report: &Report<'_>) -> Value {
             "domain": non_empty(&verdict.spf.domain),
             "scope": verdict.spf.scope.as_str(),
             "reason": verdict.spf.reason,
+            "record": verdict.spf.record,
         },
         "dkim": dkim,
         "dmarc": dmarc,

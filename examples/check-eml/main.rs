@@ -192,6 +192,7 @@ async fn run(args: &Args) -> Result<String, Failure> {
         psl_path: args.psl.clone(),
         dns: DnsConfig {
             nameservers,
+            timeout: args.dns_timeout.unwrap_or(DnsConfig::default().timeout),
             ..DnsConfig::default()
         },
         ..VerifierConfig::default()

@@ -183,6 +183,7 @@ fn benches(c: &mut Criterion) {
         domain: "bounce.example.net".into(),
         scope: SpfScope::MailFrom,
         reason: None,
+        record: None,
     };
     let dkim = DkimCheck {
         result: DkimResult::Pass,

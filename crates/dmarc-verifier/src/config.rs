@@ -3,7 +3,7 @@
 use crate::{
     discovery::DiscoveryMethod, dns::DnsConfig, policy::Disposition, policy::PctMode, Error,
 };
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 /// Whether the published policy is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -89,6 +89,10 @@ pub struct VerifierConfig {
     pub trail: bool,
     /// Smallest RSA key accepted, in bits (default 1024, RFC 8301 §3.2).
     pub min_rsa_key_bits: u32,
+    /// The longest time one SPF check may wait on the DNS, all its lookups
+    /// together (RFC 7208 §4.6.4 suggests at least 20 seconds; default
+    /// 20 s); beyond it SPF is `temperror`.
+    pub spf_time_budget: Duration,
     /// DNS settings.
     pub dns: DnsConfig,
 }
@@ -114,6 +118,7 @@ impl Default for VerifierConfig {
             allow_rsa_sha1: false,
             trail: true,
             min_rsa_key_bits: 1024,
+            spf_time_budget: crate::spf::DEFAULT_TIME_BUDGET,
             dns: DnsConfig::default(),
         }
     }
@@ -170,6 +175,13 @@ impl VerifierConfig {
                 key: "max_dkim_signatures",
                 value: "0".to_string(),
                 expected: "at least 1",
+            });
+        }
+        if self.spf_time_budget.is_zero() {
+            return Err(Error::Config {
+                key: "spf_time_budget",
+                value: format!("{:?}", self.spf_time_budget),
+                expected: "a duration above zero",
             });
         }
         if !(512..=8192).contains(&self.min_rsa_key_bits) {

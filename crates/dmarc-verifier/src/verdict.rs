@@ -73,9 +73,14 @@ pub struct SpfCheck {
     pub domain: String,
     /// The identity checked.
     pub scope: SpfScope,
-    /// Why, when the result needs explaining (no client IP, no identity,
-    /// the explanation string of a fail).
+    /// Why, when the result needs explaining: no client IP, no identity,
+    /// or what made it a `permerror` or `temperror` (two records, a limit,
+    /// a syntax error, a lookup that failed). The full reason of every
+    /// result is in the decision trail.
     pub reason: Option<String>,
+    /// The SPF record of the domain checked, as published (its strings
+    /// joined), when one was selected: RFC 9991's `SPF-DNS`.
+    pub record: Option<String>,
 }
 
 /// DKIM results (RFC 8601 §2.7.1 words).

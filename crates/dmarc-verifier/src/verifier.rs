@@ -224,7 +224,13 @@ impl Verifier {
         // concurrent messages share them (identical questions are asked
         // once: see Dns::txt).
         let (spf, dkim, ()) = tokio::join!(
-            spf_check::check(&self.dns, &self.host_name, envelope, &trail),
+            spf_check::check(
+                &self.dns,
+                &self.host_name,
+                self.config.spf_time_budget,
+                envelope,
+                &trail
+            ),
             async {
                 let (Some(message), Some(prepared)) = (parsed.as_ref(), prepared) else {
                     return Vec::new();

@@ -31,7 +31,7 @@ proptest! {
         b in "[A-Za-z0-9+/]{8}",
     ) {
         let mut ar = AuthResults::new(&id);
-        let spf = SpfCheck { result: SpfResult::Pass, domain: spf_domain.clone(), scope: SpfScope::MailFrom, reason: None };
+        let spf = SpfCheck { result: SpfResult::Pass, domain: spf_domain.clone(), scope: SpfScope::MailFrom, reason: None, record: None };
         ar.push(auth_results::spf_resinfo(&spf));
         let dkim = DkimCheck {
             result: DkimResult::Fail,

@@ -1,5 +1,6 @@
 //! The shared DNS cache: bounded, honouring TTLs, keyed by everything that
-//! makes an answer different, and the per-message views mail-auth reads.
+//! makes an answer different, and the per-message view mail-auth's DKIM
+//! verification reads.
 //!
 //! # Design: an answer is what the DNS would give, whoever asked first
 //!
@@ -8,18 +9,18 @@
 //! victim's names, a DKIM signature with `d=` and `s=` of its choosing). So
 //! nothing cached may depend on *why* a name was asked about:
 //!
-//! - TXT answers are cached raw ([`TxtAnswer`]: the records, NXDOMAIN or
-//!   NODATA), keyed by name only: that is exactly what the DNS gives to any
-//!   question of that type, for any purpose. DMARC records, SPF records, DKIM
-//!   keys and report authorisations are parsed from the raw answer by the
-//!   code that asked.
-//! - Parsed records are cached per purpose: [`SharedCache::dkim_keys`] holds
-//!   only the DKIM key parse of the raw TXT answer at a name, filled by our
-//!   own code; [`SharedCache::spf_records`] only SPF records that mail-auth
-//!   parsed as such. mail-auth never writes into a cache another purpose
-//!   reads: what it stores outside those two goes to a per-message map that
-//!   dies with the message.
-//! - A, AAAA, MX and PTR answers are cached per record type.
+//! - Answers are cached raw, per record type (TXT, A, AAAA, MX, PTR),
+//!   keyed by name: that is exactly what the DNS gives to any question of
+//!   that type, for any purpose. DMARC records, SPF records, DKIM keys and
+//!   report authorisations are parsed from the raw TXT answer by the code
+//!   that asked. A lookup that failed moments ago (a timeout, SERVFAIL) is
+//!   remembered for a few seconds in the same place.
+//! - The only parsed records cached are DKIM keys, in
+//!   [`SharedCache::dkim_keys`]: the DKIM key parse of the raw TXT answer
+//!   at a name, filled by our own code ([`super::Dns::dkim_key`]) and read
+//!   by mail-auth's DKIM verification through a per-message [`DkimView`].
+//!   What mail-auth stores itself goes to a per-message map that dies with
+//!   the message.
 //!
 //! # Eviction
 //!
@@ -33,14 +34,14 @@
 
 use super::observe::{CacheName, DnsObserver, NoObserver};
 use super::zone::RecordType;
-use super::{fqdn, DnsEvent, TxtAnswer};
-use crate::trail::Trail;
-use mail_auth::{DnsCache, Mx, Negative, RecordSet, ResolverCache, TxtRecord};
+use super::{fqdn, Cached, DnsEvent, DnsFailure};
+use crate::{spf::Answer, trail::Trail};
+use mail_auth::{DnsCache, ResolverCache, TxtRecord};
 use std::{
     borrow::Borrow,
     collections::HashMap,
     hash::Hash,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -204,28 +205,23 @@ where
     }
 }
 
-type Answer<T> = Result<RecordSet<T>, Negative>;
-
 /// The caches of one verifier, shared by every message it checks.
 pub struct SharedCache {
-    /// Raw TXT answers, keyed by lower-case FQDN: what the DNS gave, for
-    /// any purpose.
-    pub(crate) raw_txt: TtlCache<Box<str>, TxtAnswer>,
-    /// TXT lookups that failed moments ago (timeouts, SERVFAIL).
-    pub(crate) failed_txt: TtlCache<Box<str>, super::DnsFailure>,
-    /// The DKIM key parse of the raw TXT answer at a name (a
+    /// TXT answers (each record's strings joined), or the failure of a
+    /// lookup moments ago, keyed by lower-case FQDN: for any purpose.
+    pub(crate) txt: TtlCache<Box<str>, Cached<Box<[u8]>>>,
+    /// A answers (also whether a name exists, RFC 8020).
+    pub(crate) a: TtlCache<Box<str>, Cached<Ipv4Addr>>,
+    /// AAAA answers.
+    pub(crate) aaaa: TtlCache<Box<str>, Cached<Ipv6Addr>>,
+    /// MX answers: (preference, exchange).
+    pub(crate) mx: TtlCache<Box<str>, Cached<(u16, Box<str>)>>,
+    /// PTR answers, keyed by the reverse name.
+    pub(crate) ptr: TtlCache<Box<str>, Cached<Box<str>>>,
+    /// The DKIM key parse of the TXT answer at a name (a
     /// [`TxtRecord::DomainKey`] or the error the parse or lookup gave).
     /// Written only by [`super::Dns::dkim_key`].
     pub(crate) dkim_keys: TtlCache<Box<str>, TxtRecord>,
-    /// SPF records (only [`TxtRecord::Spf`]) as mail-auth's SPF parsed
-    /// them.
-    pub(crate) spf_records: TtlCache<Box<str>, TxtRecord>,
-    pub(crate) mx: TtlCache<Box<str>, Answer<Mx>>,
-    pub(crate) ipv4: TtlCache<Box<str>, Answer<Ipv4Addr>>,
-    pub(crate) ipv6: TtlCache<Box<str>, Answer<Ipv6Addr>>,
-    pub(crate) ptr: TtlCache<IpAddr, Answer<Box<str>>>,
-    /// Existence of a name (RFC 8020), for `np`.
-    pub(crate) exists: TtlCache<Box<str>, bool>,
 }
 
 impl SharedCache {
@@ -233,30 +229,24 @@ impl SharedCache {
     pub fn new(capacity: usize, observer: Arc<dyn DnsObserver>) -> Self {
         let o = || observer.clone();
         SharedCache {
-            raw_txt: TtlCache::observed(capacity, CacheName::Txt, o()),
-            failed_txt: TtlCache::observed(capacity, CacheName::FailedTxt, o()),
-            dkim_keys: TtlCache::observed(capacity, CacheName::DkimKeys, o()),
-            spf_records: TtlCache::observed(capacity, CacheName::SpfRecords, o()),
+            txt: TtlCache::observed(capacity, CacheName::Txt, o()),
+            a: TtlCache::observed(capacity, CacheName::A, o()),
+            aaaa: TtlCache::observed(capacity, CacheName::Aaaa, o()),
             mx: TtlCache::observed(capacity, CacheName::Mx, o()),
-            ipv4: TtlCache::observed(capacity, CacheName::A, o()),
-            ipv6: TtlCache::observed(capacity, CacheName::Aaaa, o()),
             ptr: TtlCache::observed(capacity, CacheName::Ptr, o()),
-            exists: TtlCache::observed(capacity, CacheName::Exists, o()),
+            dkim_keys: TtlCache::observed(capacity, CacheName::DkimKeys, o()),
         }
     }
 
     /// The number of entries in each cache.
     pub fn entry_counts(&self) -> Vec<(CacheName, u64)> {
         vec![
-            (CacheName::Txt, self.raw_txt.entry_count()),
-            (CacheName::FailedTxt, self.failed_txt.entry_count()),
-            (CacheName::DkimKeys, self.dkim_keys.entry_count()),
-            (CacheName::SpfRecords, self.spf_records.entry_count()),
+            (CacheName::Txt, self.txt.entry_count()),
+            (CacheName::A, self.a.entry_count()),
+            (CacheName::Aaaa, self.aaaa.entry_count()),
             (CacheName::Mx, self.mx.entry_count()),
-            (CacheName::A, self.ipv4.entry_count()),
-            (CacheName::Aaaa, self.ipv6.entry_count()),
             (CacheName::Ptr, self.ptr.entry_count()),
-            (CacheName::Exists, self.exists.entry_count()),
+            (CacheName::DkimKeys, self.dkim_keys.entry_count()),
         ]
     }
 }
@@ -321,53 +311,6 @@ impl ResolverCache<Box<str>, TxtRecord> for KeyTxtView<'_> {
         self.trail
             .dns_with(|| DnsEvent::new(RecordType::Txt, key.name(), value.summary(), false));
         local_insert(&self.local, fqdn(&key).into_boxed_str(), value);
-    }
-}
-
-/// The TXT cache mail-auth's SPF reads: SPF records are shared (an entry
-/// mail-auth stored as [`TxtRecord::Spf`] was asked for as an SPF record),
-/// anything else (explanations, errors) stays with the message.
-pub(crate) struct SpfTxtView<'a> {
-    shared: &'a TtlCache<Box<str>, TxtRecord>,
-    local: LocalTxt,
-    trail: &'a Trail,
-}
-
-impl ResolverCache<Box<str>, TxtRecord> for SpfTxtView<'_> {
-    fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (key, value) = local_get(&self.local, name).or_else(|| self.shared.get_entry(name))?;
-        self.trail
-            .dns_with(|| DnsEvent::new(RecordType::Txt, key.name(), value.summary(), true));
-        Some(value)
-    }
-
-    fn remove<Q>(&self, _name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        None
-    }
-
-    fn insert(&self, key: Box<str>, value: TxtRecord, valid_until: Instant) {
-        self.trail
-            .dns_with(|| DnsEvent::new(RecordType::Txt, key.name(), value.summary(), false));
-        self.store(key, value, valid_until);
-    }
-}
-
-impl SpfTxtView<'_> {
-    fn store(&self, key: Box<str>, value: TxtRecord, valid_until: Instant) {
-        let key = fqdn(&key).into_boxed_str();
-        if matches!(value, TxtRecord::Spf(_)) {
-            self.shared.insert(key, value, valid_until);
-        } else {
-            local_insert(&self.local, key, value);
-        }
     }
 }
 
@@ -454,82 +397,8 @@ impl<K, V> ResolverCache<K, V> for NoCache {
     fn insert(&self, _key: K, _value: V, _valid_until: Instant) {}
 }
 
-/// The per-message view given to mail-auth's SPF check.
-pub(crate) struct SpfView<'a> {
-    txt: SpfTxtView<'a>,
-    mx: TypedView<'a, Box<str>, Answer<Mx>>,
-    ipv4: TypedView<'a, Box<str>, Answer<Ipv4Addr>>,
-    ipv6: TypedView<'a, Box<str>, Answer<Ipv6Addr>>,
-    ptr: TypedView<'a, IpAddr, Answer<Box<str>>>,
-}
-
-impl<'a> SpfView<'a> {
-    pub(crate) fn new(shared: &'a SharedCache, trail: &'a Trail) -> Self {
-        SpfView {
-            txt: SpfTxtView {
-                shared: &shared.spf_records,
-                local: Mutex::default(),
-                trail,
-            },
-            mx: TypedView {
-                cache: &shared.mx,
-                trail,
-            },
-            ipv4: TypedView {
-                cache: &shared.ipv4,
-                trail,
-            },
-            ipv6: TypedView {
-                cache: &shared.ipv6,
-                trail,
-            },
-            ptr: TypedView {
-                cache: &shared.ptr,
-                trail,
-            },
-        }
-    }
-
-    /// Stores an SPF lookup our prefetch made (and already put in the
-    /// trail), as mail-auth would have.
-    pub(crate) fn store_txt(&self, key: Box<str>, value: TxtRecord, valid_until: Instant) {
-        self.txt.store(key, value, valid_until);
-    }
-}
-
-impl<'a> DnsCache for SpfView<'a> {
-    type Txt = SpfTxtView<'a>;
-    type Mx = TypedView<'a, Box<str>, Answer<Mx>>;
-    type Ipv4 = TypedView<'a, Box<str>, Answer<Ipv4Addr>>;
-    type Ipv6 = TypedView<'a, Box<str>, Answer<Ipv6Addr>>;
-    type Ptr = TypedView<'a, IpAddr, Answer<Box<str>>>;
-
-    fn txt(&self) -> Option<&Self::Txt> {
-        Some(&self.txt)
-    }
-    fn mx(&self) -> Option<&Self::Mx> {
-        Some(&self.mx)
-    }
-    fn ipv4(&self) -> Option<&Self::Ipv4> {
-        Some(&self.ipv4)
-    }
-    fn ipv6(&self) -> Option<&Self::Ipv6> {
-        Some(&self.ipv6)
-    }
-    fn ptr(&self) -> Option<&Self::Ptr> {
-        Some(&self.ptr)
-    }
-}
-
-/// One record type's shared cache as seen by one message.
-pub(crate) struct TypedView<'a, K, V> {
-    cache: &'a TtlCache<K, V>,
-    trail: &'a Trail,
-}
-
 /// A value mail-auth caches, described for the trail.
 pub(crate) trait CachedAnswer: Clone {
-    const TYPE: RecordType;
     fn summary(&self) -> String;
 }
 
@@ -550,65 +419,7 @@ impl CacheKey for Box<str> {
     }
 }
 
-impl CacheKey for String {
-    fn name(&self) -> String {
-        self.trim_end_matches('.').to_string()
-    }
-    fn bytes(&self) -> usize {
-        self.len()
-    }
-}
-
-impl CacheKey for IpAddr {
-    fn name(&self) -> String {
-        self.to_string()
-    }
-    fn bytes(&self) -> usize {
-        16
-    }
-}
-
-impl<K, V> ResolverCache<K, V> for TypedView<'_, K, V>
-where
-    K: CacheKey + Hash + Eq + Clone + Send + Sync + 'static,
-    V: CachedAnswer + Weight + Send + Sync + 'static,
-{
-    fn get<Q>(&self, name: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (key, value) = self.cache.get_entry(name)?;
-        self.trail
-            .dns_with(|| DnsEvent::new(V::TYPE, key.name(), value.summary(), true));
-        Some(value)
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.cache.remove(name)
-    }
-
-    fn insert(&self, key: K, value: V, valid_until: Instant) {
-        self.trail
-            .dns_with(|| DnsEvent::new(V::TYPE, key.name(), value.summary(), false));
-        self.cache.insert(key, value, valid_until);
-    }
-}
-
-fn negative_summary(negative: &Negative) -> String {
-    if negative.code == mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain {
-        "NXDOMAIN".to_string()
-    } else {
-        "no records (NODATA)".to_string()
-    }
-}
-
 impl CachedAnswer for TxtRecord {
-    const TYPE: RecordType = RecordType::Txt;
     fn summary(&self) -> String {
         match self {
             TxtRecord::Spf(_) => "an SPF record".to_string(),
@@ -636,24 +447,54 @@ impl CachedAnswer for TxtRecord {
 
 impl Weight for TxtRecord {
     fn bytes(&self) -> usize {
-        // Parsed records are small; their source text is bounded by the
-        // raw answer, which is weighed in `raw_txt`.
+        // Parsed keys are small; their source text is bounded by the raw
+        // answer, which is weighed in the TXT cache.
         256
     }
 }
 
-impl Weight for TxtAnswer {
-    fn bytes(&self) -> usize {
-        match self {
-            TxtAnswer::Records(records) => records.iter().map(|r| r.len() + 24).sum(),
-            TxtAnswer::NxDomain | TxtAnswer::NoData => 0,
-        }
+/// The size of one record of a cached answer.
+pub(crate) trait ItemBytes {
+    fn item_bytes(&self) -> usize;
+}
+
+impl ItemBytes for Box<[u8]> {
+    fn item_bytes(&self) -> usize {
+        self.len() + 16
     }
 }
 
-impl Weight for super::DnsFailure {
+impl ItemBytes for Box<str> {
+    fn item_bytes(&self) -> usize {
+        self.len() + 16
+    }
+}
+
+impl ItemBytes for (u16, Box<str>) {
+    fn item_bytes(&self) -> usize {
+        self.1.len() + 24
+    }
+}
+
+impl ItemBytes for Ipv4Addr {
+    fn item_bytes(&self) -> usize {
+        4
+    }
+}
+
+impl ItemBytes for Ipv6Addr {
+    fn item_bytes(&self) -> usize {
+        16
+    }
+}
+
+impl<T: ItemBytes> Weight for Cached<T> {
     fn bytes(&self) -> usize {
-        self.name.len() + self.reason.len()
+        match self {
+            Ok(Answer::Records(records)) => records.iter().map(ItemBytes::item_bytes).sum(),
+            Ok(Answer::NxDomain | Answer::NoData) => 0,
+            Err(failure) => failure.name.len() + failure.reason.len(),
+        }
     }
 }
 
@@ -663,52 +504,11 @@ impl Weight for bool {
     }
 }
 
-impl<T> Weight for Answer<T> {
+impl Weight for DnsFailure {
     fn bytes(&self) -> usize {
-        match self {
-            Ok(set) => set.records.len().saturating_mul(32),
-            Err(_) => 0,
-        }
+        self.name.len() + self.reason.len()
     }
 }
-
-impl CachedAnswer for Answer<Mx> {
-    const TYPE: RecordType = RecordType::Mx;
-    fn summary(&self) -> String {
-        match self {
-            Ok(set) => set
-                .records
-                .iter()
-                .map(|mx| format!("{} {}", mx.preference, mx.exchanges.join(",")))
-                .collect::<Vec<_>>()
-                .join("; "),
-            Err(negative) => negative_summary(negative),
-        }
-    }
-}
-
-macro_rules! address_answer {
-    ($t:ty, $rtype:expr) => {
-        impl CachedAnswer for Answer<$t> {
-            const TYPE: RecordType = $rtype;
-            fn summary(&self) -> String {
-                match self {
-                    Ok(set) => set
-                        .records
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    Err(negative) => negative_summary(negative),
-                }
-            }
-        }
-    };
-}
-
-address_answer!(Ipv4Addr, RecordType::A);
-address_answer!(Ipv6Addr, RecordType::Aaaa);
-address_answer!(Box<str>, RecordType::Ptr);
 
 #[cfg(test)]
 mod tests {
@@ -760,13 +560,13 @@ mod tests {
 
     #[test]
     fn large_answers_weigh_more() {
-        let cache: TtlCache<Box<str>, TxtAnswer> = TtlCache::new(64);
+        let cache: TtlCache<Box<str>, Cached<Box<[u8]>>> = TtlCache::new(64);
         let later = Instant::now() + Duration::from_secs(60);
-        let big: std::sync::Arc<[Vec<u8>]> = vec![vec![b'x'; 60_000]].into();
+        let big: Arc<[Box<[u8]>]> = vec![vec![b'x'; 60_000].into_boxed_slice()].into();
         for i in 0..10u32 {
             cache.insert(
                 format!("big{i}").into(),
-                TxtAnswer::Records(big.clone()),
+                Ok(Answer::Records(big.clone())),
                 later,
             );
         }

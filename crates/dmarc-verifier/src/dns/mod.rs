@@ -1,36 +1,36 @@
 //! DNS: the resolver, the shared cache, and our own lookups (DMARC records,
 //! name existence).
 //!
-//! DMARC record lookups are ours, because the raw record text and "several
-//! records at one name" (RFC 9989 §4.10 step 2) must be seen; so are the
-//! first lookups of SPF and every DKIM key lookup. mail-auth's SPF and DKIM
-//! read them, and make their other lookups, through per-message views of
-//! the [`SharedCache`] (see the `cache` module for why no answer can depend
-//! on who asked first). Every question a message causes is recorded as a
-//! [`DnsEvent`] for the decision trail.
+//! Every lookup of DMARC records, of SPF (our engine, through
+//! [`SpfDns`]) and of DKIM keys is ours: the record types RFC 7208, RFC
+//! 6376 and RFC 9989 name (TXT, A, AAAA, MX, PTR), cached per type in the
+//! [`SharedCache`] (see the `cache` module for why no answer can depend on
+//! who asked first), concurrent identical questions asked once. mail-auth's
+//! DKIM verification reads the keys we fetched through a per-message view.
+//! Every question a message causes is recorded as a [`DnsEvent`] for the
+//! decision trail, and told to a [`DnsObserver`].
 
 mod cache;
 mod observe;
 pub mod zone;
 
+pub(crate) use cache::DkimView;
 pub use cache::{CacheKey, SharedCache, TtlCache, Weight};
-pub(crate) use cache::{DkimView, SpfView};
 pub use observe::{CacheName, DnsObserver, DnsOutcome, NoObserver};
 
-use crate::{trail::Trail, Error};
+use crate::{spf::Answer, trail::Trail, Error};
+use cache::ItemBytes;
 use mail_auth::hickory_resolver::{
     config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts},
     net::{DnsError as HickoryDnsError, NetError},
     proto::{op::ResponseCode, rr::Name, rr::RData, rr::RecordType as HickoryType},
     system_conf::read_system_conf,
 };
-use mail_auth::{
-    dkim::DomainKey, dns::TxtRecordParser, spf::SpfRecord, MessageAuthenticator, TxtRecord,
-};
+use mail_auth::{dkim::DomainKey, dns::TxtRecordParser, MessageAuthenticator, TxtRecord};
 use std::{
     collections::HashMap,
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -111,13 +111,13 @@ impl fmt::Display for DnsEvent {
     }
 }
 
-/// The TXT records at a name, each record's strings concatenated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TxtAnswer {
-    Records(Arc<[Vec<u8>]>),
-    NxDomain,
-    NoData,
-}
+/// The TXT records at a name, each record's strings joined (RFC 7208
+/// §3.3, RFC 6376 §3.6.2.2, RFC 9989 §4.7).
+pub(crate) type TxtAnswer = Answer<Box<[u8]>>;
+
+/// What a cache holds for a question: the answer, or the failure of a
+/// lookup moments ago.
+pub(crate) type Cached<T> = Result<Answer<T>, DnsFailure>;
 
 /// A lookup that could not be completed: a temporary error (RFC 9989
 /// §4.10.1 leaves its handling to the receiver; we report temperror).
@@ -147,10 +147,9 @@ pub struct Dns {
     pub(crate) cache: SharedCache,
     observer: Arc<dyn DnsObserver>,
     max_negative_ttl: Duration,
-    /// TXT questions being asked now: concurrent identical questions wait
-    /// for the one in flight instead of asking again.
-    inflight_txt: InFlight<Result<(TxtAnswer, Instant), DnsFailure>>,
-    inflight_exists: InFlight<Result<(bool, Instant), DnsFailure>>,
+    /// Questions being asked now: concurrent identical questions wait for
+    /// the one in flight instead of asking again.
+    inflight: InFlights,
 }
 
 /// How long a failed lookup is remembered (RFC 2308 §7.1 allows up to five
@@ -159,11 +158,21 @@ const FAILURE_TTL: Duration = Duration::from_secs(5);
 
 /// Questions in flight, keyed by FQDN. No lock is held across a query: the
 /// map only hands out the shared cell each asker waits on.
-type InFlight<T> = Mutex<HashMap<Box<str>, Arc<OnceCell<T>>>>;
+type InFlight<T> = Mutex<HashMap<Box<str>, Arc<OnceCell<(Cached<T>, Instant)>>>>;
+
+/// The questions in flight, per record type.
+#[derive(Default)]
+struct InFlights {
+    txt: InFlight<Box<[u8]>>,
+    a: InFlight<Ipv4Addr>,
+    aaaa: InFlight<Ipv6Addr>,
+    mx: InFlight<(u16, Box<str>)>,
+    ptr: InFlight<Box<str>>,
+}
 
 /// Waits on the cell for `key`, running `query` if no one else is.
 async fn coalesce<T: Clone, F: std::future::Future<Output = T>>(
-    inflight: &InFlight<T>,
+    inflight: &Mutex<HashMap<Box<str>, Arc<OnceCell<T>>>>,
     key: &str,
     query: impl FnOnce() -> F,
 ) -> T {
@@ -180,6 +189,80 @@ async fn coalesce<T: Clone, F: std::future::Future<Output = T>>(
         map.remove(key);
     }
     result
+}
+
+/// One record type we ask about: how to ask hickory for it, how to read
+/// its records, how to say them in the trail.
+struct Kind<T: 'static> {
+    rtype: RecordType,
+    hickory: HickoryType,
+    read: fn(&RData) -> Option<T>,
+    describe: fn(&T) -> String,
+}
+
+const TXT: Kind<Box<[u8]>> = Kind {
+    rtype: RecordType::Txt,
+    hickory: HickoryType::TXT,
+    read: |data| match data {
+        RData::TXT(txt) => Some(
+            txt.txt_data
+                .iter()
+                .flat_map(|s| s.iter().copied())
+                .collect(),
+        ),
+        _ => None,
+    },
+    describe: |record| format!("\"{}\"", String::from_utf8_lossy(record).escape_debug()),
+};
+
+const A: Kind<Ipv4Addr> = Kind {
+    rtype: RecordType::A,
+    hickory: HickoryType::A,
+    read: |data| match data {
+        RData::A(a) => Some(a.0),
+        _ => None,
+    },
+    describe: |ip| ip.to_string(),
+};
+
+const AAAA: Kind<Ipv6Addr> = Kind {
+    rtype: RecordType::Aaaa,
+    hickory: HickoryType::AAAA,
+    read: |data| match data {
+        RData::AAAA(aaaa) => Some(aaaa.0),
+        _ => None,
+    },
+    describe: |ip| ip.to_string(),
+};
+
+const MX: Kind<(u16, Box<str>)> = Kind {
+    rtype: RecordType::Mx,
+    hickory: HickoryType::MX,
+    read: |data| match data {
+        RData::MX(mx) => Some((mx.preference, lower_name(&mx.exchange))),
+        _ => None,
+    },
+    describe: |(preference, exchange)| format!("{preference} {exchange}"),
+};
+
+const PTR: Kind<Box<str>> = Kind {
+    rtype: RecordType::Ptr,
+    hickory: HickoryType::PTR,
+    read: |data| match data {
+        RData::PTR(ptr) => Some(lower_name(&ptr.0)),
+        _ => None,
+    },
+    describe: |name| name.to_string(),
+};
+
+/// A name from an answer as SPF compares names: lower case, no trailing
+/// dot; labels that are not ASCII kept as their octets (lossy UTF-8).
+fn lower_name(name: &Name) -> Box<str> {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
+        .collect();
+    labels.join(".").into_boxed_str()
 }
 
 impl Dns {
@@ -237,8 +320,7 @@ impl Dns {
             cache: SharedCache::new(config.cache_size, observer.clone()),
             observer,
             max_negative_ttl: config.max_negative_ttl,
-            inflight_txt: Mutex::default(),
-            inflight_exists: Mutex::default(),
+            inflight: InFlights::default(),
         })
     }
 
@@ -253,109 +335,66 @@ impl Dns {
     pub async fn lookup_txt(&self, name: &str) -> Result<Option<Vec<Vec<u8>>>, DnsFailure> {
         let trail = Trail::new(false);
         match self.txt(name, &trail).await? {
-            TxtAnswer::Records(records) => Ok(Some(records.to_vec())),
-            TxtAnswer::NxDomain | TxtAnswer::NoData => Ok(None),
+            Answer::Records(records) => Ok(Some(records.iter().map(|r| r.to_vec()).collect())),
+            Answer::NxDomain | Answer::NoData => Ok(None),
         }
     }
 
-    /// The TXT records at `name` (our DMARC lookups), cached; concurrent
-    /// identical questions are asked once.
+    /// The TXT records at `name`, for any purpose (DMARC records, SPF
+    /// records, DKIM keys): cached, concurrent identical questions asked
+    /// once.
     pub(crate) async fn txt(&self, name: &str, trail: &Trail) -> Result<TxtAnswer, DnsFailure> {
-        self.txt_until(name, trail).await.map(|(answer, _)| answer)
+        self.lookup(&TXT, &self.cache.txt, &self.inflight.txt, name, trail)
+            .await
     }
 
-    /// [`Dns::txt`] with the time the answer expires.
-    async fn txt_until(
+    /// The A records at `name`.
+    pub(crate) async fn a(
         &self,
         name: &str,
         trail: &Trail,
-    ) -> Result<(TxtAnswer, Instant), DnsFailure> {
-        let key = fqdn(name);
-        if let Some((answer, expires)) = self.cache.raw_txt.get_with_expiry(key.as_str()) {
-            trail.dns_with(|| {
-                DnsEvent::new(
-                    RecordType::Txt,
-                    name.to_string(),
-                    describe_txt(&answer),
-                    true,
-                )
-            });
-            return Ok((answer, expires));
-        }
-        if let Some(failure) = self.cache.failed_txt.get(key.as_str()) {
-            trail.dns_with(|| {
-                DnsEvent::new(
-                    RecordType::Txt,
-                    name.to_string(),
-                    format!("error: {} (failed moments ago)", failure.reason),
-                    true,
-                )
-            });
-            return Err(failure);
-        }
-        let result = coalesce(&self.inflight_txt, &key, || self.resolve_txt(&key)).await;
-        if let Err(failure) = &result {
-            // RFC 2308 §7.1: a server failure may be cached, for at most five
-            // minutes; a few seconds keep one message (and its neighbours)
-            // from waiting for the same timeout twice.
-            self.cache.failed_txt.insert(
-                key.clone().into_boxed_str(),
-                failure.clone(),
-                Instant::now() + FAILURE_TTL,
-            );
-        }
-        let described = match &result {
-            Ok((answer, _)) => describe_txt(answer),
-            Err(failure) => format!("error: {}", failure.reason),
-        };
-        trail.dns_with(|| DnsEvent::new(RecordType::Txt, name.to_string(), described, false));
-        result
+    ) -> Result<Answer<Ipv4Addr>, DnsFailure> {
+        self.lookup(&A, &self.cache.a, &self.inflight.a, name, trail)
+            .await
     }
 
-    /// Asks the resolver for the TXT records at `key` and caches the answer.
-    async fn resolve_txt(&self, key: &str) -> Result<(TxtAnswer, Instant), DnsFailure> {
-        let name = key.trim_end_matches('.');
-        let query = query_name(key)?;
-        let started = Instant::now();
-        let result = self.authenticator.resolver().txt_lookup(query).await;
-        self.observer.question(
-            RecordType::Txt,
-            outcome_of(result.as_ref().map(|l| l.answers().is_empty())),
-            started.elapsed(),
-        );
-        let (answer, expires) = match result {
-            Ok(lookup) => {
-                let records: Vec<Vec<u8>> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|record| match &record.data {
-                        RData::TXT(txt) => Some(
-                            txt.txt_data
-                                .iter()
-                                .flat_map(|s| s.iter().copied())
-                                .collect(),
-                        ),
-                        _ => None,
-                    })
-                    .collect();
-                let answer = if records.is_empty() {
-                    TxtAnswer::NoData
-                } else {
-                    TxtAnswer::Records(records.into())
-                };
-                (answer, lookup.valid_until())
-            }
-            Err(err) => self.negative(&err).ok_or_else(|| DnsFailure {
-                name: name.to_string(),
-                reason: err.to_string(),
-                outcome: outcome_of::<bool>(Err(&err)),
-                transient: true,
-            })?,
-        };
-        self.cache
-            .raw_txt
-            .insert(key.into(), answer.clone(), expires);
-        Ok((answer, expires))
+    /// The AAAA records at `name`.
+    pub(crate) async fn aaaa(
+        &self,
+        name: &str,
+        trail: &Trail,
+    ) -> Result<Answer<Ipv6Addr>, DnsFailure> {
+        self.lookup(&AAAA, &self.cache.aaaa, &self.inflight.aaaa, name, trail)
+            .await
+    }
+
+    /// The MX records at `name`: (preference, exchange in lower case
+    /// without trailing dot).
+    pub(crate) async fn mx(
+        &self,
+        name: &str,
+        trail: &Trail,
+    ) -> Result<Answer<(u16, Box<str>)>, DnsFailure> {
+        self.lookup(&MX, &self.cache.mx, &self.inflight.mx, name, trail)
+            .await
+    }
+
+    /// The PTR records of `ip` (names in lower case without trailing dot).
+    pub(crate) async fn ptr(
+        &self,
+        ip: IpAddr,
+        trail: &Trail,
+    ) -> Result<Answer<Box<str>>, DnsFailure> {
+        let name = crate::spf::reverse_name(ip);
+        self.lookup(&PTR, &self.cache.ptr, &self.inflight.ptr, &name, trail)
+            .await
+    }
+
+    /// Whether `name` exists (RFC 8020: NXDOMAIN means it and everything
+    /// below it do not): its A records, NODATA meaning it exists. Shares
+    /// the A cache with SPF.
+    pub(crate) async fn exists(&self, name: &str, trail: &Trail) -> Result<bool, DnsFailure> {
+        Ok(!matches!(self.a(name, trail).await?, Answer::NxDomain))
     }
 
     /// The DKIM key record at `name` (`<selector>._domainkey.<domain>`),
@@ -370,9 +409,9 @@ impl Dns {
             return Some(record);
         }
         let (record, expires) = match self.txt_until(name, trail).await {
-            Ok((answer, expires)) => (parse_txt::<DomainKey>(&answer), expires),
-            Err(failure) if !failure.transient => return None,
-            Err(failure) => (resolver_error(failure), Instant::now() + FAILURE_TTL),
+            (Ok(answer), expires) => (parse_txt::<DomainKey>(&answer), expires),
+            (Err(failure), _) if !failure.transient => return None,
+            (Err(failure), expires) => (resolver_error(failure), expires),
         };
         self.cache
             .dkim_keys
@@ -380,81 +419,112 @@ impl Dns {
         Some(record)
     }
 
-    /// Fetches the SPF record at `name` through the coalescing path and
-    /// gives it to this message's SPF view, as mail-auth would have stored
-    /// it: many messages arriving at once for the same sender then cause one
-    /// query for its SPF record, not one each.
-    pub(crate) async fn prefetch_spf(&self, name: &str, view: &SpfView<'_>, trail: &Trail) {
-        let (record, expires) = match self.txt_until(name, trail).await {
-            Ok((answer, expires)) => (parse_txt::<SpfRecord>(&answer), expires),
-            // A name that cannot be asked is left to mail-auth, which has its
-            // own rules for malformed domains (RFC 7208 §4.3).
-            Err(failure) if !failure.transient => return,
-            Err(failure) => (resolver_error(failure), Instant::now() + FAILURE_TTL),
-        };
-        view.store_txt(fqdn(name).into_boxed_str(), record, expires);
+    /// [`Dns::txt`] with the time the answer (or failure) expires.
+    async fn txt_until(
+        &self,
+        name: &str,
+        trail: &Trail,
+    ) -> (Result<TxtAnswer, DnsFailure>, Instant) {
+        self.lookup_until(&TXT, &self.cache.txt, &self.inflight.txt, name, trail)
+            .await
     }
 
-    /// Whether `name` exists (RFC 8020: NXDOMAIN means it and everything
-    /// below it do not). Asks for A records; NODATA means the name exists.
-    pub(crate) async fn exists(&self, name: &str, trail: &Trail) -> Result<bool, DnsFailure> {
+    /// One question of type `kind`: from `cache` when it holds a live
+    /// answer (or a failure moments ago), else asked once for all who ask
+    /// at the same time; recorded in the trail and told to the observer.
+    async fn lookup<T: Clone + Send + Sync + ItemBytes + 'static>(
+        &self,
+        kind: &Kind<T>,
+        cache: &TtlCache<Box<str>, Cached<T>>,
+        inflight: &InFlight<T>,
+        name: &str,
+        trail: &Trail,
+    ) -> Result<Answer<T>, DnsFailure> {
+        self.lookup_until(kind, cache, inflight, name, trail)
+            .await
+            .0
+    }
+
+    async fn lookup_until<T: Clone + Send + Sync + ItemBytes + 'static>(
+        &self,
+        kind: &Kind<T>,
+        cache: &TtlCache<Box<str>, Cached<T>>,
+        inflight: &InFlight<T>,
+        name: &str,
+        trail: &Trail,
+    ) -> (Cached<T>, Instant) {
         let key = fqdn(name);
-        if let Some(exists) = self.cache.exists.get(key.as_str()) {
+        if let Some((answer, expires)) = cache.get_with_expiry(key.as_str()) {
             trail.dns_with(|| {
-                DnsEvent::new(
-                    RecordType::A,
-                    name.to_string(),
-                    describe_exists(exists),
-                    true,
-                )
+                DnsEvent::new(kind.rtype, name.to_string(), describe(kind, &answer), true)
             });
-            return Ok(exists);
+            return (answer, expires);
         }
-        let result = coalesce(&self.inflight_exists, &key, || self.resolve_exists(&key)).await;
-        let described = match &result {
-            Ok((exists, _)) => describe_exists(*exists),
-            Err(failure) => format!("error: {}", failure.reason),
-        };
-        trail.dns_with(|| DnsEvent::new(RecordType::A, name.to_string(), described, false));
-        result.map(|(exists, _)| exists)
+        let (answer, expires) = coalesce(inflight, &key, || self.resolve(kind, &key)).await;
+        if !matches!(&answer, Err(failure) if !failure.transient) {
+            cache.insert(key.into_boxed_str(), answer.clone(), expires);
+        }
+        trail.dns_with(|| {
+            DnsEvent::new(kind.rtype, name.to_string(), describe(kind, &answer), false)
+        });
+        (answer, expires)
     }
 
-    async fn resolve_exists(&self, key: &str) -> Result<(bool, Instant), DnsFailure> {
+    /// Asks the resolver one question; a failure is kept for
+    /// [`FAILURE_TTL`] (RFC 2308 §7.1 allows up to five minutes for server
+    /// failures; a few seconds keep one message, and its neighbours, from
+    /// waiting for the same timeout twice).
+    async fn resolve<T: 'static>(&self, kind: &Kind<T>, key: &str) -> (Cached<T>, Instant) {
         let name = key.trim_end_matches('.');
-        let query = query_name(key)?;
+        let query = match query_name(key) {
+            Ok(query) => query,
+            Err(failure) => return (Err(failure), Instant::now()),
+        };
         let started = Instant::now();
         let result = self
             .authenticator
             .resolver()
-            .lookup(query, HickoryType::A)
+            .lookup(query, kind.hickory)
             .await;
+        let answer = result.as_ref().map(|lookup| {
+            let records: Vec<T> = lookup
+                .answers()
+                .iter()
+                .filter_map(|record| (kind.read)(&record.data))
+                .collect();
+            (records, lookup.valid_until())
+        });
         self.observer.question(
-            RecordType::A,
-            outcome_of(result.as_ref().map(|l| l.answers().is_empty())),
+            kind.rtype,
+            outcome_of(
+                answer
+                    .as_ref()
+                    .map(|(records, _)| records.is_empty())
+                    .map_err(|e| *e),
+            ),
             started.elapsed(),
         );
-        let (exists, expires) = match result {
-            Ok(lookup) => (true, lookup.valid_until()),
-            Err(err) => match self.negative(&err) {
-                Some((TxtAnswer::NxDomain, expires)) => (false, expires),
-                Some((_, expires)) => (true, expires),
-                None => {
-                    return Err(DnsFailure {
+        match answer {
+            Ok((records, expires)) if records.is_empty() => (Ok(Answer::NoData), expires),
+            Ok((records, expires)) => (Ok(Answer::Records(records.into())), expires),
+            Err(err) => match self.negative(err) {
+                Some(negative) => negative,
+                None => (
+                    Err(DnsFailure {
                         name: name.to_string(),
                         reason: err.to_string(),
-                        outcome: outcome_of::<bool>(Err(&err)),
+                        outcome: outcome_of::<bool>(Err(err)),
                         transient: true,
-                    })
-                }
+                    }),
+                    Instant::now() + FAILURE_TTL,
+                ),
             },
-        };
-        self.cache.exists.insert(key.into(), exists, expires);
-        Ok((exists, expires))
+        }
     }
 
     /// A negative answer (NXDOMAIN or NODATA) and how long to keep it
     /// (RFC 2308 §5: the SOA-derived TTL, capped), or `None` for a failure.
-    fn negative(&self, err: &NetError) -> Option<(TxtAnswer, Instant)> {
+    fn negative<T>(&self, err: &NetError) -> Option<(Cached<T>, Instant)> {
         let NetError::Dns(HickoryDnsError::NoRecordsFound(no_records)) = err else {
             return None;
         };
@@ -465,22 +535,48 @@ impl Dns {
             })
             .min(self.max_negative_ttl);
         let answer = if no_records.response_code == ResponseCode::NXDomain {
-            TxtAnswer::NxDomain
+            Answer::NxDomain
         } else {
-            TxtAnswer::NoData
+            Answer::NoData
         };
-        Some((answer, Instant::now() + ttl))
+        Some((Ok(answer), Instant::now() + ttl))
     }
 }
 
-/// `key` as a DNS name, or a permanent failure when it is not one.
+/// The answer as the trail says it.
+fn describe<T>(kind: &Kind<T>, answer: &Cached<T>) -> String {
+    match answer {
+        Ok(Answer::Records(records)) => records
+            .iter()
+            .map(|record| (kind.describe)(record))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Ok(Answer::NxDomain) => "NXDOMAIN".to_string(),
+        Ok(Answer::NoData) => format!("no {} records (NODATA)", kind.rtype.as_str()),
+        Err(failure) => format!("error: {}", failure.reason),
+    }
+}
+
+/// `key` (labels separated by dots, a trailing dot) as a DNS name, or a
+/// permanent failure when it is not one (an empty label, a label over 63
+/// octets, a name over 255). Each label is taken as its octets: `\`, `%`
+/// or a space in a label (SPF macros put them there) are octets, not
+/// escapes (RFC 2181 §11).
 fn query_name(key: &str) -> Result<Name, DnsFailure> {
-    Name::from_ascii(key).map_err(|e| DnsFailure {
-        name: key.trim_end_matches('.').to_string(),
+    let trimmed = key.strip_suffix('.').unwrap_or(key);
+    let invalid = |e: &dyn fmt::Display| DnsFailure {
+        name: trimmed.to_string(),
         reason: format!("invalid name: {e}"),
         outcome: DnsOutcome::Other,
         transient: false,
-    })
+    };
+    if trimmed.is_empty() || trimmed.split('.').any(str::is_empty) {
+        return Err(invalid(&"empty label"));
+    }
+    let mut name =
+        Name::from_labels(trimmed.split('.').map(str::as_bytes)).map_err(|e| invalid(&e))?;
+    name.set_fqdn(true);
+    Ok(name)
 }
 
 /// The outcome of one resolver lookup: `Ok(empty)` for an answer, or the
@@ -518,11 +614,14 @@ impl IsEmpty for bool {
 /// A raw TXT answer parsed as `T`, in the form mail-auth caches.
 fn parse_txt<T: TxtRecordParser + Into<TxtRecord>>(answer: &TxtAnswer) -> TxtRecord {
     match answer {
-        TxtAnswer::Records(records) => T::parse_records(records).into(),
-        TxtAnswer::NxDomain => TxtRecord::Error(mail_auth::Error::Dns(
+        Answer::Records(records) => {
+            let records: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).collect();
+            T::parse_records(&records).into()
+        }
+        Answer::NxDomain => TxtRecord::Error(mail_auth::Error::Dns(
             mail_auth::DnsError::RecordNotFound(ResponseCode::NXDomain),
         )),
-        TxtAnswer::NoData => TxtRecord::Error(mail_auth::Error::Dns(
+        Answer::NoData => TxtRecord::Error(mail_auth::Error::Dns(
             mail_auth::DnsError::RecordNotFound(ResponseCode::NoError),
         )),
     }
@@ -540,24 +639,4 @@ pub(crate) fn fqdn(name: &str) -> String {
     let mut key = name.trim_end_matches('.').to_ascii_lowercase();
     key.push('.');
     key
-}
-
-fn describe_txt(answer: &TxtAnswer) -> String {
-    match answer {
-        TxtAnswer::Records(records) => records
-            .iter()
-            .map(|r| format!("\"{}\"", String::from_utf8_lossy(r).escape_debug()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        TxtAnswer::NxDomain => "NXDOMAIN".to_string(),
-        TxtAnswer::NoData => "no TXT records (NODATA)".to_string(),
-    }
-}
-
-fn describe_exists(exists: bool) -> String {
-    if exists {
-        "the name exists".to_string()
-    } else {
-        "NXDOMAIN: the name does not exist".to_string()
-    }
 }

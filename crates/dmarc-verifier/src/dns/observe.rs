@@ -59,53 +59,41 @@ impl DnsOutcome {
 /// The shared caches of a verifier (see `SharedCache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheName {
-    /// Raw TXT answers, any purpose.
+    /// TXT answers (or failures moments ago), any purpose.
     Txt,
-    /// TXT lookups that failed moments ago.
-    FailedTxt,
     /// Parsed DKIM (and ARC) key records.
     DkimKeys,
-    /// Parsed SPF records.
-    SpfRecords,
     /// MX answers.
     Mx,
-    /// A answers.
+    /// A answers (also whether a name exists, RFC 8020).
     A,
     /// AAAA answers.
     Aaaa,
     /// PTR answers.
     Ptr,
-    /// Whether a name exists (RFC 8020), for `np`.
-    Exists,
 }
 
 impl CacheName {
     /// Every cache, for exporters that declare their label values.
-    pub const ALL: [CacheName; 9] = [
+    pub const ALL: [CacheName; 6] = [
         CacheName::Txt,
-        CacheName::FailedTxt,
         CacheName::DkimKeys,
-        CacheName::SpfRecords,
         CacheName::Mx,
         CacheName::A,
         CacheName::Aaaa,
         CacheName::Ptr,
-        CacheName::Exists,
     ];
 
-    /// A stable lower-case name: `txt`, `failed_txt`, `dkim_keys`,
-    /// `spf_records`, `mx`, `a`, `aaaa`, `ptr`, `exists`.
+    /// A stable lower-case name: `txt`, `dkim_keys`, `mx`, `a`, `aaaa`,
+    /// `ptr`.
     pub fn as_str(self) -> &'static str {
         match self {
             CacheName::Txt => "txt",
-            CacheName::FailedTxt => "failed_txt",
             CacheName::DkimKeys => "dkim_keys",
-            CacheName::SpfRecords => "spf_records",
             CacheName::Mx => "mx",
             CacheName::A => "a",
             CacheName::Aaaa => "aaaa",
             CacheName::Ptr => "ptr",
-            CacheName::Exists => "exists",
         }
     }
 }
