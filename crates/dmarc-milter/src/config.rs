@@ -54,6 +54,7 @@ pub const KEYS: &[&str] = &[
     "dns_attempts",
     "dns_cache_size",
     "dns_max_negative_ttl",
+    "spf_timeout",
     "discovery",
     "shadow_discovery",
     "public_suffix_list",
@@ -108,6 +109,9 @@ pub const KEYS: &[&str] = &[
 
 /// Default `max_forged_authentication_results`.
 pub const DEFAULT_MAX_FORGED_AUTH_RESULTS: usize = 50;
+
+/// Default `spf_timeout`: the longest one SPF check may wait on the DNS.
+pub const DEFAULT_SPF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Default `max_message_size`: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -543,6 +547,10 @@ impl Config {
             dns.max_negative_ttl = ttl;
         }
         verifier.dns = dns;
+        // RFC 7208 §4.6.4 suggests at least 20 s for one SPF check; a
+        // milter answers inside Postfix's milter timeouts, and a sender
+        // whose SPF needs longer gets temperror (the message is retried).
+        verifier.spf_time_budget = raw.seconds("spf_timeout")?.unwrap_or(DEFAULT_SPF_TIMEOUT);
 
         if let Some(method) = raw.choice(
             "discovery",

@@ -378,6 +378,12 @@ impl Reporting {
             mail_from: Some(cap(&envelope.mail_from, 512)),
             envelope_id: (!message.queue_id.is_empty()).then(|| cap(message.queue_id, 64)),
             authentication_results: Some(cap(&verdict.authentication_results, 8192)),
+            // RFC 9991 §4, RFC 6591 §3: the SPF record the verifier read.
+            spf_dns: verdict
+                .spf
+                .record
+                .as_ref()
+                .map(|record| cap(&format!("txt : {} : {record}", verdict.spf.domain), 2048)),
             config,
             sender: sender.clone(),
             message_id_domain: settings.reporter.domain.clone(),

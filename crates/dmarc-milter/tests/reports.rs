@@ -425,6 +425,11 @@ async fn failure_reports_are_queued_and_rate_limited() {
     assert!(report.contains("Feedback-Type: auth-failure"), "{report}");
     assert!(report.contains("Reported-Domain: fail.example"), "{report}");
     assert!(report.contains("Source-IP: 203.0.113.66"), "{report}");
+    // RFC 9991 §4: the SPF record of an aligned identifier that failed.
+    assert!(
+        report.contains("SPF-DNS: txt : fail.example : v=spf1 -all"),
+        "{report}"
+    );
     assert!(report.contains("text/rfc822-headers"), "{report}");
     assert!(report.contains("Subject: urgent"), "{report}");
     assert!(

@@ -652,6 +652,7 @@ fn failure_jobs_queue_recipients_in_lower_case_and_never_relay_hacks() {
         mail_from: None,
         envelope_id: None,
         authentication_results: None,
+        spf_dns: None,
         config: FailureConfig::new("mx.example.net"),
         sender: "dmarc@mx.example.net".to_string(),
         message_id_domain: "mx.example.net".to_string(),

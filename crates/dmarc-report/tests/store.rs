@@ -1858,6 +1858,7 @@ fn failure_job(subject: &str, headers: usize) -> dmarc_report::failure::FailureJ
         mail_from: Some("list-bounces+john.smith=mx.test@lists.example".to_string()),
         envelope_id: Some("4XQID".to_string()),
         authentication_results: None,
+        spf_dns: None,
         config: FailureConfig::new("mx.example.net"),
         sender: "dmarc@mx.example.net".to_string(),
         message_id_domain: "mx.example.net".to_string(),

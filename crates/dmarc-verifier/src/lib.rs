@@ -1,8 +1,8 @@
 //! # dmarc-verifier
 //!
 //! Checks inbound mail against DMARC: SPF (RFC 7208) of the envelope, every
-//! DKIM signature (RFC 6376, RFC 8301, RFC 8463) through
-//! [mail-auth](https://crates.io/crates/mail-auth), the DMARC Policy Record
+//! DKIM signature (RFC 6376, RFC 8301, RFC 8463, verified by
+//! [mail-auth](https://crates.io/crates/mail-auth)), the DMARC Policy Record
 //! of each Author Domain found by the Public Suffix List (RFC 7489) or the
 //! DNS tree walk (RFC 9989), identifier alignment, `p`/`sp`/`np`, `pct` and
 //! `t`, and local policy. The outcome is a typed [`Verdict`]: every result,
@@ -27,9 +27,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`spf`] is our own RFC 7208 `check_host()` (all of the RFC 7208 test
-//! suite, asking the DNS through [`spf::SpfLookup`]); the verifier does not
-//! use it yet and still checks SPF through mail-auth.
+//! SPF is our own RFC 7208 `check_host()` ([`spf`]: all of the RFC 7208
+//! test suite, asking the DNS through [`spf::SpfLookup`], which the
+//! verifier answers from its shared cache); DKIM verification is
+//! mail-auth's, with our key lookups and the rules of RFC 6376 §6.1 it
+//! leaves to us.
 //!
 //! Logging goes through `tracing`: `debug` carries the decision trail
 //! (target `dmarc_verifier::trail`), `info` the shadow-discovery

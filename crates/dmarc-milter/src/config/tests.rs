@@ -31,9 +31,11 @@ fn defaults() {
     assert!(!config.is_ignored_host("192.0.2.1".parse().unwrap()));
     assert!(config.ignore_from_domains.is_empty());
     assert!(!config.add_header_to_skipped);
-    // The library's defaults, but the trail: the milter never reads it.
+    // The library's defaults, but the trail (the milter never reads it)
+    // and a shorter SPF time budget (an answer within Postfix's timeouts).
     let library = VerifierConfig {
         trail: false,
+        spf_time_budget: DEFAULT_SPF_TIMEOUT,
         ..VerifierConfig::default()
     };
     assert_eq!(config.verifier, library);
@@ -55,6 +57,7 @@ dns_timeout = 0.5
 dns_attempts = 3
 dns_cache_size = 0
 dns_max_negative_ttl = 60
+spf_timeout = 3.5
 discovery = "tree-walk"
 shadow_discovery = true
 public_suffix_list = "/tmp/psl.dat"
@@ -103,6 +106,7 @@ ignore_from_domains = ["Example.COM", ".example.org"]
     assert_eq!(v.dns.attempts, 3);
     assert_eq!(v.dns.cache_size, 0);
     assert_eq!(v.dns.max_negative_ttl, Duration::from_secs(60));
+    assert_eq!(v.spf_time_budget, Duration::from_millis(3500));
     assert_eq!(v.discovery, DiscoveryMethod::TreeWalk);
     assert!(v.shadow_discovery);
     assert_eq!(v.psl_path.as_deref(), Some(Path::new("/tmp/psl.dat")));

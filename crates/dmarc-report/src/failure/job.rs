@@ -28,6 +28,9 @@ pub struct FailureJob {
     pub envelope_id: Option<String>,
     /// The Authentication-Results value the verifier added.
     pub authentication_results: Option<String>,
+    /// The SPF record evaluated, as RFC 6591 §3's `SPF-DNS` writes it
+    /// (`txt : example.com : v=spf1 -all`).
+    pub spf_dns: Option<String>,
     /// How the reports are written.
     pub config: FailureConfig,
     /// The From and envelope sender of the report mail.
@@ -63,6 +66,7 @@ impl FailureJob {
                 mail_from: self.mail_from.as_deref(),
                 envelope_id: self.envelope_id.as_deref(),
                 authentication_results: self.authentication_results.as_deref(),
+                spf_dns: self.spf_dns.as_deref(),
                 ..FailureInput::new(&self.record, kind, &self.headers)
             };
             let report = FailureReport::build(&input, &self.config);
