@@ -15,7 +15,7 @@ pub mod zone;
 
 pub use cache::{CacheKey, SharedCache, TtlCache, Weight};
 pub(crate) use cache::{DkimView, SpfView};
-pub use observe::{CacheName, DnsObserver, DnsOutcome, NoObserver};
+pub use observe::{nameserver_addresses, CacheName, DnsObserver, DnsOutcome, NoObserver};
 
 use crate::{trail::Trail, Error};
 use mail_auth::hickory_resolver::{
