@@ -23,9 +23,10 @@
 //! - **The level**: `log_level`, changed by a reload (SIGHUP) without a
 //!   restart, unless `RUST_LOG` is set, which then decides (`RUST_LOG=debug`,
 //!   `RUST_LOG=dmarc_verifier::trail=debug,info`). The resolver library's
-//!   own lines (`hickory_proto`, `hickory_resolver`) stay at `warn` unless a
-//!   `RUST_LOG` directive names them: our `debug` is the decision trail, not
-//!   the resolver's internals.
+//!   own lines (targets `hickory_proto`, `hickory_net`, `hickory_resolver`,
+//!   ...) stay at `warn` unless a `RUST_LOG` directive names them
+//!   (`RUST_LOG=debug,hickory_net=debug`): our `debug` is the decision
+//!   trail, not the resolver's internals.
 //!
 //! The policy of levels is in the crate documentation (`error`: we cannot
 //! provide service; `warn`: misconfiguration or a peer breaking the
@@ -79,9 +80,10 @@ impl LogFormat {
     }
 }
 
-/// The targets of the resolver library, kept at `warn` unless `RUST_LOG`
-/// names them.
-const RESOLVER_TARGETS: [&str; 3] = ["hickory_proto", "hickory_resolver", "hickory_server"];
+/// The target prefix of the resolver library's crates (`hickory_proto`,
+/// `hickory_net`, `hickory_resolver`, ...: a directive's target matches
+/// every target it starts), kept at `warn` unless `RUST_LOG` names it.
+const RESOLVER_TARGET: &str = "hickory";
 
 /// The level filter for `log_level`, or for `rust_log` (the `RUST_LOG`
 /// directives) when given; the resolver's targets are capped at `warn`
@@ -95,11 +97,9 @@ pub fn filter(level: LogLevel, rust_log: Option<&str>) -> Result<EnvFilter, Stri
     let mut filter = EnvFilter::builder()
         .parse(directives)
         .map_err(|e| e.to_string())?;
-    if !directives.contains("hickory") {
-        for target in RESOLVER_TARGETS {
-            if let Ok(directive) = format!("{target}=warn").parse::<Directive>() {
-                filter = filter.add_directive(directive);
-            }
+    if !directives.contains(RESOLVER_TARGET) {
+        if let Ok(directive) = format!("{RESOLVER_TARGET}=warn").parse::<Directive>() {
+            filter = filter.add_directive(directive);
         }
     }
     Ok(filter)
