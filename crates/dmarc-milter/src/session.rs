@@ -177,7 +177,7 @@ impl Session {
         };
         self.macro_j = get_macro(macros, c"j");
         tracing::debug!(
-            client = ?self.client_ip,
+            client = %self.client_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
             name = %self.client_name,
             daemon = get_macro(macros, c"{daemon_name}").as_deref().unwrap_or(""),
             "connect"
