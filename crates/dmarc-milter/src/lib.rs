@@ -354,9 +354,15 @@ pub async fn serve(
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("metrics at http://{addr}/metrics");
             }
+            let outbox = shared
+                .started
+                .reporting
+                .as_ref()
+                .map(|reporting| Arc::new(metrics::Outbox::new(reporting.store.clone())));
             Some(AbortOnDrop(tokio::spawn(metrics::serve(
                 listener,
-                metrics.registry(&shared),
+                metrics.registry(&shared, outbox.as_ref()),
+                outbox,
             ))))
         }
         _ => None,

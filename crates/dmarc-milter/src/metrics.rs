@@ -22,6 +22,7 @@ pub(crate) use server::serve;
 pub use server::MetricsListener;
 
 use crate::{decision::Skip, state::Shared};
+use dmarc_report::store::{message_counts, MessageCounts, StoreLocation};
 use dmarc_verifier::{
     dns::{zone::RecordType, CacheName, DnsOutcome},
     Disposition, DkimResult, DmarcResult, OverrideReason, SpfResult,
@@ -39,8 +40,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 use std::{
-    sync::{atomic::Ordering, Arc, Weak},
-    time::Duration,
+    sync::{atomic::Ordering, Arc, Mutex, PoisonError, Weak},
+    time::{Duration, Instant},
 };
 
 /// A label set: label names and values, both from closed sets.
@@ -313,10 +314,15 @@ impl Metrics {
             .inc();
     }
 
-    /// The registry to scrape: these metrics, and what `shared` counts
-    /// elsewhere, read at scrape time. The collector holds `shared`
-    /// weakly: a scrape after the milter stopped shows only these.
-    pub(crate) fn registry(self: &Arc<Self>, shared: &Arc<Shared>) -> Registry {
+    /// The registry to scrape: these metrics, what `shared` counts
+    /// elsewhere and the report mails of `outbox`, read at scrape time. The
+    /// collector holds `shared` weakly: a scrape after the milter stopped
+    /// shows only these.
+    pub(crate) fn registry(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        outbox: Option<&Arc<Outbox>>,
+    ) -> Registry {
         let mut registry = Registry::with_prefix("dmarc_milter");
         let m = self;
         registry.register(
@@ -404,6 +410,9 @@ impl Metrics {
         registry.register_collector(Box::new(StateCollector {
             shared: Arc::downgrade(shared),
         }));
+        if let Some(outbox) = outbox {
+            registry.register_collector(Box::new(OutboxCollector(Arc::clone(outbox))));
+        }
         registry
     }
 }
@@ -662,4 +671,117 @@ fn report_metrics(
         "Failure reports whose sample was cut to fit failure_report_max_size",
         &counter(r.failure_reports_truncated),
     )
+}
+
+/// At most one count of the report mails per this interval, whatever the
+/// scrape rate.
+const OUTBOX_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a scrape waits for a fresh count (else it shows the last one).
+const OUTBOX_WAIT: Duration = Duration::from_secs(2);
+
+/// The report mails in the store by kind and state, counted at scrape
+/// time: their delivery is done by `dmarc-milter report` in another
+/// process (or on another host sharing a PostgreSQL store), so the store
+/// is what knows what was sent. The count reads the store without
+/// changing it ([`message_counts`]), on a thread of its own, one at a
+/// time and at most every [`OUTBOX_INTERVAL`].
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    location: StoreLocation,
+    state: Mutex<OutboxState>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// When the last count started.
+    started: Option<Instant>,
+    /// A count is running.
+    running: bool,
+    /// The last count; `None` before the first or after a failure.
+    counts: Option<MessageCounts>,
+}
+
+impl Outbox {
+    pub(crate) fn new(location: StoreLocation) -> Outbox {
+        Outbox {
+            location,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts again unless a count is running or the last one is recent;
+    /// waits for it at most [`OUTBOX_WAIT`].
+    pub(crate) async fn refresh(self: &Arc<Self>) {
+        {
+            let mut state = self.lock();
+            if state.running
+                || state
+                    .started
+                    .is_some_and(|started| started.elapsed() < OUTBOX_INTERVAL)
+            {
+                return;
+            }
+            state.running = true;
+            state.started = Some(Instant::now());
+        }
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let outbox = Arc::clone(self);
+        // The PostgreSQL client must not run on the async runtime.
+        let spawned = std::thread::Builder::new()
+            .name("dmarc-metrics-store".to_string())
+            .spawn(move || {
+                let counts = match message_counts(&outbox.location) {
+                    Ok(counts) => Some(counts),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "metrics: cannot count the report mails");
+                        None
+                    }
+                };
+                let mut state = outbox.lock();
+                state.counts = counts;
+                state.running = false;
+                drop(state);
+                let _ = done.send(());
+            });
+        if spawned.is_err() {
+            self.lock().running = false;
+            return;
+        }
+        let _ = tokio::time::timeout(OUTBOX_WAIT, finished).await;
+    }
+}
+
+/// Writes the last count of [`Outbox`].
+#[derive(Debug)]
+struct OutboxCollector(Arc<Outbox>);
+
+impl Collector for OutboxCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(counts) = self.0.lock().counts else {
+            return Ok(());
+        };
+        let gauge = |n: u64| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        let mut values = Vec::new();
+        for (kind, of_kind) in [("aggregate", counts.aggregate), ("failure", counts.failure)] {
+            for (state, n) in [
+                ("pending", of_kind.pending),
+                ("sent", of_kind.sent),
+                ("abandoned", of_kind.abandoned),
+            ] {
+                values.push(([("kind", kind), ("state", state)], gauge(n)));
+            }
+        }
+        labelled(
+            &mut encoder,
+            "report_messages",
+            "Report mails in the store by kind (aggregate, failure) and state: pending (waiting for `dmarc-milter report`), sent (kept for report_retention_days), abandoned; counted at most every 10 s",
+            MetricType::Gauge,
+            &values,
+        )
+    }
 }

@@ -473,6 +473,14 @@ async fn every_counter_says_what_was_sent() {
     );
     assert_eq!(s.sum("dmarc_milter_report_store_errors_total"), 0.0);
     assert_eq!(s.sum("dmarc_milter_failure_reports_total"), 0.0);
+    // No report run yet: the store holds no report mail.
+    assert_eq!(
+        s.family("dmarc_milter_report_messages").len(),
+        6,
+        "{}",
+        s.text
+    );
+    assert_eq!(s.sum("dmarc_milter_report_messages"), 0.0);
     assert_eq!(s.sum("dmarc_milter_failure_reports_suppressed_total"), 0.0);
 
     promtool_check_metrics(&s.text);
@@ -539,5 +547,54 @@ async fn the_endpoint_answers_only_metrics() {
     let (status, _, body) = get(addr, "HEAD", "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, "");
+    milter.stop().await.expect("clean stop");
+}
+
+/// The report mails are counted from the store, where `dmarc-milter
+/// report` (another process) queues and delivers them.
+#[tokio::test]
+async fn report_mails_in_the_store_are_counted() {
+    use dmarc_report::store::{MessageKind, OutgoingMessage, SqliteStore, Store as _};
+    let dir = TempDir::new("metrics-outbox");
+    let db = dir.path().join("reports.db");
+    let mut store = SqliteStore::open(&db).expect("create the store");
+    for recipient in ["a@example.com", "b@example.com", "c@example.com"] {
+        store
+            .queue_message(&OutgoingMessage {
+                kind: MessageKind::Failure,
+                policy_domain: "example.com".to_string(),
+                sender: "dmarc@mx.test.example".to_string(),
+                recipient: recipient.to_string(),
+                payload: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+                created: 1_700_000_000,
+            })
+            .expect("queue");
+    }
+    let pending = store.pending_messages(0, 10).expect("pending");
+    assert_eq!(pending.len(), 3);
+    store.mark_sent(pending[0].id, 1_700_000_100).expect("sent");
+    store
+        .mark_failed(pending[1].id, "refused", true)
+        .expect("abandoned");
+    drop(store);
+
+    let dns = test_dns::TestDns::start(&demo_zone())
+        .await
+        .expect("test DNS");
+    let milter = Milter::start_with_metrics(dns, &scenario_config(dir.path())).await;
+    let s = scrape(&milter).await;
+    let counts = s.family("dmarc_milter_report_messages");
+    let expected: BTreeMap<String, f64> = [
+        ("kind=aggregate,state=abandoned", 0.0),
+        ("kind=aggregate,state=pending", 0.0),
+        ("kind=aggregate,state=sent", 0.0),
+        ("kind=failure,state=abandoned", 1.0),
+        ("kind=failure,state=pending", 1.0),
+        ("kind=failure,state=sent", 1.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(counts, expected, "{}", s.text);
     milter.stop().await.expect("clean stop");
 }

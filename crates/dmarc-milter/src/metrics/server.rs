@@ -7,6 +7,7 @@
 //! [`HEADER_TIMEOUT`], and a connection ends after its response: the
 //! endpoint is for a Prometheus server, not for the public.
 
+use super::Outbox;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
@@ -51,8 +52,13 @@ impl MetricsListener {
     }
 }
 
-/// Serves `registry` on `listener` until the task is dropped or aborted.
-pub(crate) async fn serve(listener: MetricsListener, registry: Registry) {
+/// Serves `registry` on `listener` until the task is dropped or aborted;
+/// `outbox` is counted again (when due) before each scrape.
+pub(crate) async fn serve(
+    listener: MetricsListener,
+    registry: Registry,
+    outbox: Option<Arc<Outbox>>,
+) {
     let registry = Arc::new(registry);
     let permits = Arc::new(Semaphore::new(MAX_SCRAPERS));
     loop {
@@ -68,10 +74,19 @@ pub(crate) async fn serve(listener: MetricsListener, registry: Registry) {
             }
         };
         let registry = Arc::clone(&registry);
+        let outbox = outbox.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let registry = Arc::clone(&registry);
-                async move { Ok::<_, Infallible>(respond(&request, &registry)) }
+                let outbox = outbox.clone();
+                async move {
+                    if let Some(outbox) = &outbox {
+                        if request.uri().path() == "/metrics" {
+                            outbox.refresh().await;
+                        }
+                    }
+                    Ok::<_, Infallible>(respond(&request, &registry))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
