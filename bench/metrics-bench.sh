@@ -130,19 +130,27 @@ for round in $(seq "$ROUNDS"); do
 done
 log "a scrape of the milter with metrics: $(scrape_once) bytes"
 
+# Each round's two runs are a pair; the medians of the pairs' ratios are
+# what drift of a busy machine moves least.
 python3 - "$BENCH_RESULTS" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if '"bench":"metrics"' in l]
-def summary(label):
+def cpu_us(r):
+    return r["server_cpu_s"] / r["load"]["messages"] * 1e6
+rounds = []
+for i in range(0, len(runs) - 1, 2):
+    pair = {r["label"]: r for r in runs[i:i + 2]}
+    plain, metrics = pair["plain"], pair["metrics"]
+    rp, rm = plain["load"]["messages_per_second"], metrics["load"]["messages_per_second"]
+    rounds.append((rm / rp, cpu_us(metrics) / cpu_us(plain)))
+    print(f"round {len(rounds)}: without {rp:6.0f} msg/s {cpu_us(plain):6.1f} µs/msg (busy {plain['background_busy_percent']} %)"
+          f" | with {rm:6.0f} msg/s {cpu_us(metrics):6.1f} µs/msg (busy {metrics['background_busy_percent']} %, {metrics['scrapes']} scrapes)")
+for label in ("plain", "metrics"):
     rs = [r for r in runs if r["label"] == label]
     rates = [r["load"]["messages_per_second"] for r in rs]
-    cpu = [r["server_cpu_s"] / r["load"]["messages"] * 1e6 for r in rs]
     errors = sum(len(r["load"]["errors"]) for r in rs)
-    return statistics.median(rates), min(rates), max(rates), statistics.median(cpu), errors, rs
-plain = summary("plain")
-metrics = summary("metrics")
-for label, (med, lo, hi, cpu, errors, rs) in (("without metrics", plain), ("with metrics", metrics)):
-    print(f"{label:16} median {med:8.0f} msg/s (min {lo:.0f}, max {hi:.0f}), milter CPU {cpu:6.1f} µs/msg, {len(rs)} runs, {errors} errors")
-print(f"throughput with metrics: {metrics[0] / plain[0] * 100:.1f} % of without (cost {100 - metrics[0] / plain[0] * 100:+.1f} %); CPU per message {metrics[3] / plain[3] * 100 - 100:+.1f} %")
-print(f"scrapes during the metrics runs: {sum(r['scrapes'] for r in metrics[5])}")
+    print(f"{'without' if label == 'plain' else 'with':7} metrics: median {statistics.median(rates):6.0f} msg/s (min {min(rates):.0f}, max {max(rates):.0f}),"
+          f" median {statistics.median(cpu_us(r) for r in rs):6.1f} µs/msg, {errors} errors")
+print(f"median of the rounds' ratios, with / without: throughput {statistics.median(t for t, _ in rounds) * 100:.1f} %,"
+      f" CPU per message {statistics.median(c for _, c in rounds) * 100:.1f} %")
 EOF

@@ -131,11 +131,14 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let layer = LogLayer::new(format, std::io::stderr)
         .journald(journald)
         .timestamps(!journald);
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let subscriber = tracing_subscriber::registry()
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    // try_init also forwards the `log` records of dependencies (the
+    // PostgreSQL client) to these lines.
+    let installed = tracing_subscriber::registry()
         .with(reload_layer)
-        .with(layer);
-    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        .with(layer)
+        .try_init();
+    if installed.is_err() {
         return;
     }
     let _ = INSTALLED.set(Installed {
