@@ -133,6 +133,12 @@ pub struct Metrics {
     reloads: Family<Labels<1>, Counter>,
     last_reload: Gauge,
     shadow_differences: Counter,
+    /// The series of the most frequent events, resolved once (a family
+    /// hashes its label set at every increment): each handle is the
+    /// family's own counter.
+    spf_by_result: Vec<(SpfResult, Counter)>,
+    dkim_by_result: Vec<(Option<DkimResult>, Counter)>,
+    lookups_by_cache: Vec<((CacheName, bool), Counter)>,
 }
 
 impl Default for Metrics {
@@ -141,6 +147,7 @@ impl Default for Metrics {
     /// dashboard shows them before the first event.
     fn default() -> Self {
         let metrics = Metrics::empty();
+        let mut metrics = metrics;
         for result in [
             SpfResult::Pass,
             SpfResult::Fail,
@@ -150,7 +157,10 @@ impl Default for Metrics {
             SpfResult::TempError,
             SpfResult::PermError,
         ] {
-            let _ = metrics.spf.get_or_create(&[("result", result.as_str())]);
+            let counter = metrics
+                .spf
+                .get_or_create_owned(&[("result", result.as_str())]);
+            metrics.spf_by_result.push((result, counter));
         }
         let dkim = [
             DkimResult::Pass,
@@ -160,8 +170,19 @@ impl Default for Metrics {
             DkimResult::TempError,
             DkimResult::PermError,
         ];
-        for word in dkim.map(DkimResult::as_str).into_iter().chain(["none"]) {
-            let _ = metrics.dkim.get_or_create(&[("result", word)]);
+        for result in dkim.map(Some).into_iter().chain([None]) {
+            let word = result.map_or("none", DkimResult::as_str);
+            let counter = metrics.dkim.get_or_create_owned(&[("result", word)]);
+            metrics.dkim_by_result.push((result, counter));
+        }
+        for cache in CacheName::ALL {
+            for hit in [true, false] {
+                let result = if hit { "hit" } else { "miss" };
+                let counter = metrics
+                    .cache_lookups
+                    .get_or_create_owned(&[("cache", cache.as_str()), ("result", result)]);
+                metrics.lookups_by_cache.push(((cache, hit), counter));
+            }
         }
         for skip in [Skip::Authenticated, Skip::IgnoredHost, Skip::IgnoredFrom] {
             let _ = metrics.skipped.get_or_create(&[("reason", skip.label())]);
@@ -200,6 +221,9 @@ impl Metrics {
             reloads: Family::default(),
             last_reload: Gauge::default(),
             shadow_differences: Counter::default(),
+            spf_by_result: Vec::new(),
+            dkim_by_result: Vec::new(),
+            lookups_by_cache: Vec::new(),
         }
     }
 }
@@ -220,14 +244,22 @@ impl Metrics {
 
     /// The SPF result of a verified message.
     pub(crate) fn spf(&self, result: SpfResult) {
-        self.spf.get_or_create(&[("result", result.as_str())]).inc();
+        match self.spf_by_result.iter().find(|(r, _)| *r == result) {
+            Some((_, counter)) => counter.inc(),
+            None => self.spf.get_or_create(&[("result", result.as_str())]).inc(),
+        };
     }
 
     /// The result of one DKIM signature, or `None` for a message without
     /// any (counted as `none`).
     pub(crate) fn dkim(&self, result: Option<DkimResult>) {
-        let word = result.map_or("none", DkimResult::as_str);
-        self.dkim.get_or_create(&[("result", word)]).inc();
+        match self.dkim_by_result.iter().find(|(r, _)| *r == result) {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let word = result.map_or("none", DkimResult::as_str);
+                self.dkim.get_or_create(&[("result", word)]).inc()
+            }
+        };
     }
 
     /// A message not checked.
@@ -301,10 +333,19 @@ impl Metrics {
 
     /// One lookup in a shared DNS cache.
     pub(crate) fn cache_lookup(&self, cache: CacheName, hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        self.cache_lookups
-            .get_or_create(&[("cache", cache.as_str()), ("result", result)])
-            .inc();
+        match self
+            .lookups_by_cache
+            .iter()
+            .find(|(k, _)| *k == (cache, hit))
+        {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let result = if hit { "hit" } else { "miss" };
+                self.cache_lookups
+                    .get_or_create(&[("cache", cache.as_str()), ("result", result)])
+                    .inc()
+            }
+        };
     }
 
     /// An entry evicted from a full DNS cache.
