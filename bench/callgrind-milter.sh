@@ -4,6 +4,8 @@
 #
 #   bench/callgrind-milter.sh            # 200 and 1,200 messages
 #   N1=500 N2=3000 bench/callgrind-milter.sh
+#   EXTRA='metrics_listen = "127.0.0.1:19899"' bench/callgrind-milter.sh
+#                                        # with metrics (or other settings)
 #
 # Builds the milter (release, line tables for callgrind_annotate), serves
 # crates/dmarc-verifier/benches/data/bench.zone with examples/zone-dns, runs
@@ -44,6 +46,7 @@ log_level = "warn"
 public_suffix_list = "$PWD/crates/dmarc-verifier/data/public_suffix_list.dat"
 authserv_id = "mx.bench.example"
 ignore_hosts = []
+${EXTRA:-}
 EOF
     valgrind --tool=callgrind --callgrind-out-file="$OUT/milter.$n.out" \
         "$BIN/dmarc-milter" -c "$OUT/milter.toml" >"$OUT/milter.$n.log" 2>&1 &

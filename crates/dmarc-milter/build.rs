@@ -25,6 +25,11 @@ fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed=src/cli.rs");
     println!("cargo:rerun-if-changed=dmarc-milter.toml");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../../Cargo.lock");
+    println!(
+        "cargo:rustc-env=DMARC_MILTER_MAIL_AUTH_VERSION={}",
+        locked_version("../../Cargo.lock", "mail-auth").unwrap_or_else(|| "unknown".to_string())
+    );
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| io::Error::other("OUT_DIR"))?);
     let man = out_dir.join("man");
     fs::create_dir_all(&man)?;
@@ -47,6 +52,21 @@ fn main() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The version of `package` in the lock file at `path` (for the metrics'
+/// build information: which mail-auth this binary links); `None` when the
+/// file or the package is not there (a build outside the workspace).
+fn locked_version(path: &str, package: &str) -> Option<String> {
+    let lock = fs::read_to_string(path).ok()?;
+    let mut lines = lock.lines();
+    let wanted = format!("name = \"{package}\"");
+    lines.find(|line| *line == wanted)?;
+    let version = lines
+        .next()?
+        .strip_prefix("version = \"")?
+        .strip_suffix('"')?;
+    Some(version.to_string())
 }
 
 /// gzip -9n: best compression, no file name or time stamp, so that the

@@ -29,9 +29,10 @@ pub const EXIT_CONFIG: u8 = 2;
                   Without a command it serves the milter protocol on the socket of the \
                   configuration until SIGTERM or SIGINT (messages in flight are finished, \
                   for at most shutdown_timeout); SIGHUP reads the configuration again and \
-                  keeps the running one when the new one is refused. It logs to standard \
-                  error (journald under systemd): one line per message with the Postfix \
-                  queue id.",
+                  keeps the running one when the new one is refused (log_level applies at \
+                  once). It logs to standard error (journald under systemd, with \
+                  priorities): one line per message with the Postfix queue id. With \
+                  metrics_listen it serves Prometheus metrics at /metrics.",
     after_long_help = "Exit status: 0 after a clean stop, a good --check-config or a \
                        completed report run; 1 when the socket cannot be opened, the \
                        milter fails or a report run fails; 2 for a configuration or an \

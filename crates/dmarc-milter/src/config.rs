@@ -12,6 +12,7 @@
 //! README.md and in `dmarc-milter.toml`, the documented configuration the
 //! Debian package installs (and `dmarc-milter.toml(5)` is generated from).
 
+use crate::logging::LogFormat;
 use crate::message::Forged;
 use crate::socket::SocketSpec;
 use dmarc_report::{
@@ -20,8 +21,9 @@ use dmarc_report::{
     store::StoreLocation,
 };
 use dmarc_verifier::{
-    message::normalize_domain, DiscoveryMethod, Disposition, DnsConfig, Enforcement,
-    InvalidFromResult, Nameservers, PctMode, TempErrorAction, Verifier, VerifierConfig,
+    dns::DnsObserver, message::normalize_domain, DiscoveryMethod, Disposition, DnsConfig,
+    Enforcement, InvalidFromResult, Nameservers, PctMode, PublicSuffixList, TempErrorAction,
+    Verifier, VerifierConfig,
 };
 use ipnet::IpNet;
 use std::{
@@ -29,6 +31,7 @@ use std::{
     fmt, fs, io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 use toml::{Spanned, Value};
@@ -105,6 +108,9 @@ pub const KEYS: &[&str] = &[
     "failure_reports_per_domain_per_hour",
     "failure_reports_max_per_hour",
     "failure_report_max_size",
+    // Observability (issue 15).
+    "log_format",
+    "metrics_listen",
 ];
 
 /// Default `max_forged_authentication_results`.
@@ -373,8 +379,13 @@ pub struct Config {
     /// report queues (`shutdown_timeout`, default 30 s; keep it below the
     /// service manager's stop timeout).
     pub shutdown_timeout: Duration,
-    /// Log level (`log_level`, default info).
+    /// Log level (`log_level`, default info; a reload applies it).
     pub log_level: LogLevel,
+    /// Format of log lines (`log_format`, default text: logfmt).
+    pub log_format: LogFormat,
+    /// Where `/metrics` is served over HTTP (`metrics_listen`, default
+    /// none: no metrics are recorded).
+    pub metrics_listen: Option<SocketAddr>,
     /// The configured authserv-id; `None` means: macro `j` of the MTA, else
     /// the host name (which is then `verifier.authserv_id`).
     pub authserv_id: Option<String>,
@@ -496,6 +507,24 @@ impl Config {
                 "error, warn, info, debug or trace",
             )?
             .unwrap_or_default();
+        let log_format = raw
+            .choice(
+                "log_format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+                "text or json",
+            )?
+            .unwrap_or_default();
+        let metrics_listen = match raw.take("metrics_listen") {
+            Some(entry) => {
+                let expected = "an address and port such as \"127.0.0.1:9899\" or \"[::1]:9899\"";
+                let text = raw.string(&entry, "metrics_listen", expected)?;
+                Some(
+                    text.parse::<SocketAddr>()
+                        .map_err(|_| raw.invalid(&entry, "metrics_listen", expected))?,
+                )
+            }
+            None => None,
+        };
 
         let authserv_id = match raw.take("authserv_id") {
             Some(entry) => {
@@ -705,6 +734,8 @@ impl Config {
             max_connections,
             shutdown_timeout,
             log_level,
+            log_format,
+            metrics_listen,
             authserv_id,
             verifier,
             max_message_size,
@@ -735,11 +766,31 @@ impl Config {
     ///
     /// [`ConfigError`] naming the key when known.
     pub fn verifier(&self) -> Result<Verifier, ConfigError> {
-        Verifier::new(self.verifier.clone()).map_err(|e| ConfigError {
+        Verifier::new(self.verifier.clone()).map_err(|e| self.library_error(e))
+    }
+
+    /// [`Config::verifier`] reporting every DNS question and cache lookup
+    /// to `observer` (the daemon's metrics and DNS health warnings).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::verifier`].
+    pub fn verifier_observed(
+        &self,
+        observer: Arc<dyn DnsObserver>,
+    ) -> Result<Verifier, ConfigError> {
+        let psl = PublicSuffixList::load(self.verifier.psl_path.as_deref())
+            .map_err(|e| self.library_error(e))?;
+        Verifier::with_dns_observer(self.verifier.clone(), psl, observer)
+            .map_err(|e| self.library_error(e))
+    }
+
+    fn library_error(&self, e: dmarc_verifier::Error) -> ConfigError {
+        ConfigError {
             file: self.file_name(),
             line: None,
             kind: ConfigErrorKind::Library(e),
-        })
+        }
     }
 
     fn file_name(&self) -> String {
@@ -759,7 +810,7 @@ impl Config {
             Some(j) if valid_authserv_id(j) => j.to_ascii_lowercase(),
             Some(j) => {
                 tracing::warn!(
-                    macro_j = %dmarc_report::logging::Escaped(j),
+                    macro_j = %j,
                     "the MTA's host name (macro j) is not usable as authserv-id; set authserv_id"
                 );
                 self.verifier.authserv_id.clone()

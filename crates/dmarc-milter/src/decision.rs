@@ -42,6 +42,16 @@ impl Skip {
             Skip::IgnoredFrom => "ignored From domain",
         }
     }
+
+    /// A one-word token for metric labels: `authenticated`,
+    /// `ignored_client` or `ignored_from`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Skip::Authenticated => "authenticated",
+            Skip::IgnoredHost => "ignored_client",
+            Skip::IgnoredFrom => "ignored_from",
+        }
+    }
 }
 
 /// The text of the DKIM and DMARC results of a message over

@@ -25,10 +25,16 @@
 //! answer with tempfail because of our own failure, a listener that cannot
 //! accept); `warn` = misconfiguration or a peer breaking the protocol (a
 //! rejected reload, an MTA that offers no header actions, a message over
-//! `max_message_size`); `info` = one verdict line per message with the
-//! Postfix queue id, plus start, reload and stop; `debug` = the decision
-//! trail (the library's, target `dmarc_verifier::trail`) and what was
-//! deleted.
+//! `max_message_size`, a resolver that fails); `info` = one verdict line
+//! per message, plus start, reload and stop; `debug` = the decision trail
+//! (the library's, target `dmarc_verifier::trail`) and what was deleted.
+//! Every line logged while a message is decided carries its Postfix queue
+//! id (the `message` span). How lines are written is in [`logging`].
+//!
+//! ## Metrics
+//!
+//! With `metrics_listen`, Prometheus metrics are served at `/metrics`
+//! ([`metrics`]); [`serve`] takes the listening sockets already open.
 
 #![warn(missing_docs)]
 #![deny(
@@ -44,7 +50,10 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod decision;
+mod dns_health;
+pub mod logging;
 mod message;
+pub mod metrics;
 pub mod reporting;
 mod session;
 pub mod socket;
@@ -52,8 +61,12 @@ mod state;
 
 pub use config::{Config, ConfigError, QuarantineAction};
 pub use counters::Counters;
+pub use dns_health::check_resolver;
+pub use metrics::MetricsListener;
 pub use socket::{MilterListener, SocketSpec};
 
+use dns_health::DnsHealth;
+use metrics::Metrics;
 use state::{Active, Shared};
 use std::{fmt, future::Future, io, sync::Arc};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -170,6 +183,7 @@ impl Reloader {
 /// new one is refused. Settings of the socket and the process need a
 /// restart: a warning names each one that differs from what the process
 /// started with (not from the last reload, so reverting one is silent).
+/// `log_level` applies at once (unless `RUST_LOG` is set).
 fn reload(shared: &Shared) -> Result<(), ConfigError> {
     let old = shared.active();
     let Some(path) = old.config.path.clone() else {
@@ -190,7 +204,11 @@ fn reload(shared: &Shared) -> Result<(), ConfigError> {
             "max_connections",
             started.max_connections != new.max_connections,
         ),
-        ("log_level", started.log_level != new.log_level),
+        ("log_format", started.log_format != new.log_format),
+        (
+            "metrics_listen",
+            started.metrics_listen != new.metrics_listen,
+        ),
     ];
     // The report settings opened at start, compared with what is running
     // (not with the previous file): the other report_* and failure_* keys
@@ -200,7 +218,11 @@ fn reload(shared: &Shared) -> Result<(), ConfigError> {
         None if new.reporting.is_some() => vec!["report_store"],
         None => Vec::new(),
     };
-    let active = Active::new(new)?;
+    let level_changed = old.config.log_level != new.log_level;
+    let active = Active::new(new, &shared.dns_health)?;
+    if level_changed {
+        logging::set_level(active.config.log_level);
+    }
     shared.replace(active);
     let restart_keys = restart_only
         .into_iter()
@@ -232,6 +254,42 @@ pub async fn run(
 }
 
 /// Runs the milter on `listener` until `shutdown` completes, counting into
+/// `counters` (every bound hit, see [`Counters`]), and serving the metrics
+/// on `metrics_listen` when it is set (see [`serve`]).
+///
+/// # Errors
+///
+/// [`Error::Io`] when `metrics_listen` cannot be opened; otherwise as
+/// [`serve`].
+pub async fn run_with(
+    listener: MilterListener,
+    config: Config,
+    reload_requests: ReloadRequests,
+    shutdown: impl Future,
+    counters: Arc<Counters>,
+) -> Result<(), Error> {
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(MetricsListener::bind(addr).await?),
+        None => None,
+    };
+    let listeners = Listeners {
+        milter: listener,
+        metrics,
+    };
+    serve(listeners, config, reload_requests, shutdown, counters).await
+}
+
+/// The sockets a milter serves, opened before it starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where MTAs connect.
+    pub milter: MilterListener,
+    /// Where `/metrics` is served (`metrics_listen`); `None`: no metrics
+    /// are recorded.
+    pub metrics: Option<MetricsListener>,
+}
+
+/// Runs the milter on `listeners` until `shutdown` completes, counting into
 /// `counters` (every bound hit, see [`Counters`]).
 ///
 /// Builds the verifier from `config` (so a configuration that cannot serve
@@ -252,13 +310,17 @@ pub async fn run(
 /// [`Error::Config`] when the verifier cannot be built, [`Error::Report`]
 /// when the store cannot be opened and `report_store_required` is set,
 /// [`Error::Io`] when the listener fails for good.
-pub async fn run_with(
-    mut listener: MilterListener,
+pub async fn serve(
+    listeners: Listeners,
     config: Config,
     reload_requests: ReloadRequests,
     shutdown: impl Future,
     counters: Arc<Counters>,
 ) -> Result<(), Error> {
+    let Listeners {
+        milter: mut listener,
+        metrics: metrics_listener,
+    } = listeners;
     let shutdown_timeout = config.shutdown_timeout;
     let milter_config = indymilter::Config {
         max_connections: config.max_connections,
@@ -273,7 +335,38 @@ pub async fn run_with(
         ),
         None => None,
     };
-    let shared = Arc::new(Shared::new(Active::new(config)?, reporting, counters));
+    let metrics = metrics_listener
+        .as_ref()
+        .map(|_| Arc::new(Metrics::default()));
+    let dns_health = Arc::new(DnsHealth::new(metrics.clone()));
+    let active = Active::new(config, &dns_health)?;
+    let shared = Arc::new(Shared::new(
+        active,
+        reporting,
+        counters,
+        dns_health,
+        metrics.clone(),
+    ));
+    // Ends with this function (dropping the handle does not stop it).
+    let metrics_server = match (metrics_listener, &metrics) {
+        (Some(listener), Some(metrics)) => {
+            metrics.config_loaded();
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("metrics at http://{addr}/metrics");
+            }
+            let outbox = shared
+                .started
+                .reporting
+                .as_ref()
+                .map(|reporting| Arc::new(metrics::Outbox::new(reporting.store.clone())));
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                metrics.registry(&shared, outbox.as_ref()),
+                outbox,
+            ))))
+        }
+        _ => None,
+    };
 
     let (stop_accepting, mut stop_rx) = watch::channel(false);
     listener.stop_on(async move {
@@ -348,6 +441,7 @@ pub async fn run_with(
         Ok(())
     });
     reloader.abort();
+    drop(metrics_server);
     if let Some(reporting) = &shared.reporting {
         // Whatever time is left of the one deadline.
         reporting.flush_until(deadline.into_std());
@@ -356,11 +450,23 @@ pub async fn run_with(
     result.map_err(Error::Io)
 }
 
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn serve_reloads(shared: Arc<Shared>, mut requests: ReloadRequests) {
     while let Some(reply) = requests.0.recv().await {
         let outcome = reload(&shared);
         if let Err(e) = &outcome {
             tracing::warn!("reload refused, keeping the running configuration: {e}");
+        }
+        if let Some(metrics) = shared.metrics() {
+            metrics.reload(outcome.is_ok());
         }
         if let Some(reply) = reply {
             let _ = reply.send(outcome);

@@ -19,14 +19,13 @@
 use clap::Parser;
 use dmarc_milter::{
     cli::{MilterArgs as Args, MilterCommand as Command, EXIT_CONFIG},
-    reload_channel,
+    logging, reload_channel,
     reporting::{run_reports, ReportRun},
-    Config, MilterListener,
+    Config, Listeners, MetricsListener, MilterListener,
 };
 use dmarc_report::run::{previous_utc_day, utc_day};
-use std::{io::IsTerminal, process::ExitCode};
+use std::{process::ExitCode, sync::Arc};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -122,21 +121,11 @@ fn report(config: &Config, day: Option<&str>, deliver_only: bool, no_deliver: bo
     }
 }
 
-/// Logs to stderr: no colours unless it is a terminal, no timestamps under
-/// systemd (journald adds its own). `RUST_LOG` overrides `log_level`.
+/// Logs to stderr in `log_format`, with priorities and without time
+/// stamps under journald; `RUST_LOG` overrides `log_level` (see
+/// [`dmarc_milter::logging`]).
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.log_level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
-    } else {
-        builder.init();
-    }
+    logging::init(config.log_level, config.log_format);
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -146,6 +135,16 @@ async fn serve(config: Config) -> ExitCode {
             tracing::error!("cannot listen on {}: {e}", config.socket);
             return ExitCode::FAILURE;
         }
+    };
+    let metrics = match config.metrics_listen {
+        Some(addr) => match MetricsListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::error!("cannot listen on metrics_listen {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let signals = (
         signal(SignalKind::terminate()),
@@ -173,7 +172,16 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     tracing::info!("listening on {}", config.socket);
-    match dmarc_milter::run(listener, config, reloads, shutdown).await {
+    // A warning when the resolver does not answer; the milter starts
+    // either way (and does not wait for the answer).
+    let resolver_config = config.clone();
+    tokio::spawn(async move { dmarc_milter::check_resolver(&resolver_config).await });
+    let listeners = Listeners {
+        milter: listener,
+        metrics,
+    };
+    let counters = Arc::default();
+    match dmarc_milter::serve(listeners, config, reloads, shutdown, counters).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(dmarc_milter::Error::Config(e)) => {
             tracing::error!("{e}");

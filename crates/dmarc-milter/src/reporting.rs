@@ -35,7 +35,7 @@ use dmarc_report::{
     deliver::{deliver_pending, DeliverySettings, DeliverySummary, DnsDestinationCheck},
     destination::usable_address,
     failure::{capped_sample, requested_failure_reports, FailureConfig, FailureJob},
-    logging::{Escaped, RateLimit},
+    logging::RateLimit,
     model::{Applied, EvaluationRecord, OverrideWord, PolicyOverride, RecordOptions},
     run::{ended, queue_aggregate_reports, AggregateSettings, GenerateSummary},
     store::{
@@ -281,7 +281,7 @@ impl Reporting {
                     .find_map(|record| record.policy.as_ref())
                     .map_or("", |policy| policy.domain.as_str());
                 tracing::info!(
-                    policy_domain = %Escaped(domain),
+                    policy_domain = %domain,
                     left_out = made.destinations_dropped,
                     similar_not_logged = suppressed,
                     "rua/ruf destinations left out: repeated, unusable or over report_max_rua/report_max_ruf"
@@ -349,7 +349,7 @@ impl Reporting {
                         counter.fetch_add(reports, Ordering::Relaxed);
                         if let Some(suppressed) = self.limited_warning.check() {
                             tracing::info!(
-                                policy_domain = %Escaped(&policy.domain),
+                                policy_domain = %policy.domain,
                                 limit = ?limited,
                                 similar_not_logged = suppressed,
                                 "failure reports over an hourly limit: not made"

@@ -5,19 +5,25 @@
 //! milter never acts there (acting early, e.g. accepting an ignored client
 //! at CONNECT, would skip the removal of forged Authentication-Results).
 //! Those stages only record what they see and cannot fail; the decision and
-//! every action happen at the end of the message.
+//! every action happen at the end of the message, inside the `message`
+//! span that gives every line logged meanwhile (the decision trail
+//! included) the message's queue id.
 
 use crate::{
     actions::{self, Action, Outcome},
     config::Config,
-    decision::{self, wanted_disposition, Checked, Context, TOO_LARGE},
+    decision::{self, wanted_disposition, Checked, Context, Decision, TOO_LARGE},
     message::MessageBuffer,
+    metrics::{MessageOutcome, Metrics},
     reporting::{self, MessageFacts},
     state::{Active, InflightGuard, Shared},
     Error,
 };
-use dmarc_report::{logging::Escaped, model::Applied};
-use dmarc_verifier::{message::author_domains, Disposition, Enforcement, Envelope, Verdict};
+use dmarc_report::model::Applied;
+use dmarc_verifier::{
+    message::author_domains, Disposition, DkimResult, DmarcResult, Enforcement, Envelope,
+    OverrideReason, SpfResult, Verdict,
+};
 use indymilter::{
     Actions, ContextActions, MacroStage, Macros, NegotiateContext, ProtoOpts, SmtpReply,
     SocketInfo, Status,
@@ -28,7 +34,9 @@ use std::{
     fmt::Write as _,
     net::IpAddr,
     sync::Arc,
+    time::{Duration, Instant},
 };
+use tracing::Instrument as _;
 
 /// The stages answered with no reply when the MTA allows it.
 const NO_REPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
@@ -129,6 +137,9 @@ impl Session {
             .iter()
             .filter_map(|(stage, names)| CString::new(*names).ok().map(|n| (*stage, n)))
             .collect::<HashMap<_, _>>();
+        if let Some(metrics) = shared.metrics() {
+            metrics.connection_opened();
+        }
         Session {
             shared,
             opts,
@@ -166,9 +177,9 @@ impl Session {
         };
         self.macro_j = get_macro(macros, c"j");
         tracing::debug!(
-            client = ?self.client_ip,
-            name = %Escaped(&self.client_name),
-            daemon = %Escaped(get_macro(macros, c"{daemon_name}").as_deref().unwrap_or("")),
+            client = %self.client_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+            name = %self.client_name,
+            daemon = get_macro(macros, c"{daemon_name}").as_deref().unwrap_or(""),
             "connect"
         );
         self.quiet(ProtoOpts::NOREPLY_CONNECT)
@@ -260,18 +271,26 @@ impl Session {
             return Err(Error::Protocol("end of message without a message"));
         };
         let queue_id = get_macro(macros, c"i").unwrap_or_else(|| "NOQUEUE".to_string());
-        let outcome = self.decide(&t, &queue_id).await?;
-        let status = actions::apply(&outcome, actions, reply, self.leading_space).await?;
-        if status == Status::Accept && !outcome.delete.is_empty() {
-            tracing::debug!(
-                queue_id = %Escaped(&queue_id),
-                deleted = ?outcome.delete,
-                "deleted incoming Authentication-Results claiming {}",
-                t.authserv_id
-            );
+        // error level: the span exists whenever any line is logged.
+        let span = tracing::error_span!("message", queue_id = %queue_id);
+        async {
+            let outcome = self.decide(&t, &queue_id).await?;
+            let status = actions::apply(&outcome, actions, reply, self.leading_space).await?;
+            if status == Status::Accept && !outcome.delete.is_empty() {
+                if let Some(metrics) = self.shared.metrics() {
+                    metrics.forged_removed(outcome.delete.len());
+                }
+                tracing::debug!(
+                    deleted = ?outcome.delete,
+                    "deleted incoming Authentication-Results claiming {}",
+                    t.authserv_id
+                );
+            }
+            drop(t);
+            Ok(status)
         }
-        drop(t);
-        Ok(status)
+        .instrument(span)
+        .await
     }
 
     /// Abort or end of connection: forget the message.
@@ -312,7 +331,11 @@ impl Session {
             can_quarantine: self.can_quarantine,
         };
         let verifier = t.active.verifier();
+        let started = Instant::now();
         let decision = decision::decide(config, &verifier, &context, &t.buffer).await;
+        if let Some(metrics) = self.shared.metrics() {
+            record_metrics(metrics, &decision, config, started.elapsed());
+        }
         // What is recorded is what is done with the message.
         match &decision.checked {
             Checked::Verified(verdict) => {
@@ -335,7 +358,6 @@ impl Session {
                     .forged_auth_results_refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(
-                    queue_id = %Escaped(queue_id),
                     client = %client,
                     forged,
                     max_forged_authentication_results = max,
@@ -352,26 +374,24 @@ impl Session {
                     Err(error) => error.kind().to_string(),
                 };
                 tracing::info!(
-                    queue_id = %Escaped(queue_id),
                     client = %client,
-                    from = %Escaped(&from),
-                    skipped = %skip.reason(),
+                    from = %from,
+                    skipped = skip.reason(),
                     disposition = "accept",
                     "not checked"
                 );
             }
             Checked::Verified(verdict) => {
                 if t.buffer.is_truncated() {
-                    warn_too_large(t, queue_id, &client);
+                    warn_too_large(t, &client);
                 }
-                log_verdict(queue_id, &client, verdict, &decision.outcome.action, config);
+                log_verdict(&client, verdict, &decision.outcome.action, config);
             }
             Checked::TooLarge { verdict, spf_pass } => {
-                warn_too_large(t, queue_id, &client);
+                warn_too_large(t, &client);
                 tracing::info!(
-                    queue_id = %Escaped(queue_id),
                     client = %client,
-                    from = %Escaped(&from_domains(verdict)),
+                    from = %from_domains(verdict),
                     spf = %verdict.spf.result.as_str(),
                     dkim = %"permerror",
                     dmarc = %if *spf_pass { "pass" } else { "none" },
@@ -414,9 +434,8 @@ impl Session {
 }
 
 /// The warning for a message over `max_message_size`.
-fn warn_too_large(t: &Transaction, queue_id: &str, client: &str) {
+fn warn_too_large(t: &Transaction, client: &str) {
     tracing::warn!(
-        queue_id = %Escaped(queue_id),
         client = %client,
         size = t.buffer.size(),
         max_message_size = t.active.config.max_message_size,
@@ -431,8 +450,11 @@ fn from_domains(verdict: &Verdict) -> String {
     }
 }
 
-/// The one info line per message.
-fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action, config: &Config) {
+/// The one info line per message (the `message` span adds its queue id):
+/// the client, the From domains, each result and the disposition; in dry
+/// run what the policy would have done; and for each temperror, why
+/// (`dmarc_reason="timeout: _dmarc.example.com (...)"`).
+fn log_verdict(client: &str, verdict: &Verdict, action: &Action, config: &Config) {
     let mut dkim = String::new();
     for (i, check) in verdict.dkim.iter().enumerate() {
         if i > 0 {
@@ -452,34 +474,151 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
         Action::Reject(_) => "reject",
         Action::Tempfail(_) => "tempfail",
     };
+    let reasons = TempErrorReasons::of(verdict);
     let dry_run = config.verifier.enforcement == Enforcement::Monitor;
     let would = wanted_disposition(verdict, config);
     if dry_run && would != Disposition::Accept {
         tracing::info!(
-            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %Escaped(&from_domains(verdict)),
-            spf = %verdict.spf.result.as_str(),
-            // d= is the sender's text: escaped like every such value.
-            dkim = %Escaped(&dkim),
-            dmarc = %verdict.dmarc.as_str(),
-            disposition = %disposition,
-            would = %would.as_str(),
+            from = %from_domains(verdict),
+            spf = verdict.spf.result.as_str(),
+            spf_reason = reasons.spf.as_deref(),
+            dkim = %dkim,
+            dkim_reason = reasons.dkim.as_deref(),
+            dmarc = verdict.dmarc.as_str(),
+            dmarc_reason = reasons.dmarc.as_deref(),
+            disposition = disposition,
+            would = would.as_str(),
             "verdict (dry run)"
         );
     } else {
         let quarantine_header_only =
             verdict.disposition == Disposition::Quarantine && matches!(action, Action::Accept);
         tracing::info!(
-            queue_id = %Escaped(queue_id),
             client = %client,
-            from = %Escaped(&from_domains(verdict)),
-            spf = %verdict.spf.result.as_str(),
-            // d= is the sender's text: escaped like every such value.
-            dkim = %Escaped(&dkim),
-            dmarc = %verdict.dmarc.as_str(),
-            disposition = %if quarantine_header_only { "quarantine-header-only" } else { disposition },
+            from = %from_domains(verdict),
+            spf = verdict.spf.result.as_str(),
+            spf_reason = reasons.spf.as_deref(),
+            dkim = %dkim,
+            dkim_reason = reasons.dkim.as_deref(),
+            dmarc = verdict.dmarc.as_str(),
+            dmarc_reason = reasons.dmarc.as_deref(),
+            disposition = if quarantine_header_only { "quarantine-header-only" } else { disposition },
             "verdict"
         );
+    }
+}
+
+/// Why each temperror of a verdict happened, for the verdict line.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TempErrorReasons {
+    spf: Option<String>,
+    dkim: Option<String>,
+    dmarc: Option<String>,
+}
+
+impl TempErrorReasons {
+    fn of(verdict: &Verdict) -> TempErrorReasons {
+        let spf = (verdict.spf.result == SpfResult::TempError).then(|| {
+            verdict
+                .spf
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("DNS error checking {}", verdict.spf.domain))
+        });
+        let dkim = verdict
+            .dkim
+            .iter()
+            .filter(|check| check.result == DkimResult::TempError)
+            .map(|check| {
+                let reason = check.reason.as_deref().unwrap_or("DNS error");
+                format!("{}._domainkey.{}: {reason}", check.selector, check.domain)
+            })
+            .reduce(|a, b| format!("{a}; {b}"));
+        // The evaluation that decided a temperror, else the first one.
+        let evaluation = verdict
+            .decisive_evaluation()
+            .filter(|e| e.result == DmarcResult::TempError)
+            .or_else(|| {
+                verdict
+                    .evaluations
+                    .iter()
+                    .find(|e| e.result == DmarcResult::TempError)
+            });
+        let dmarc = evaluation.map(|e| match &e.dns_failure {
+            Some(failure) => format!(
+                "{}: {} ({})",
+                failure.outcome.as_str(),
+                failure.name,
+                failure.reason
+            ),
+            None => e.reason.clone().unwrap_or_else(|| "DNS error".to_string()),
+        });
+        TempErrorReasons { spf, dkim, dmarc }
+    }
+}
+
+/// Counts one decided message.
+fn record_metrics(metrics: &Metrics, decision: &Decision, config: &Config, elapsed: Duration) {
+    let dry_run = config.verifier.enforcement == Enforcement::Monitor;
+    match &decision.checked {
+        Checked::Skipped(skip) => metrics.skipped(*skip),
+        Checked::TooManyForged { .. } => metrics.message(&MessageOutcome {
+            dmarc: DmarcResult::None,
+            disposition: Disposition::Reject,
+            override_reason: Some(OverrideReason::LocalPolicy),
+            // Refused whatever dry_run says.
+            dry_run: false,
+        }),
+        Checked::Verified(verdict) => {
+            // In dry run the verdict's override is "local_policy" (monitor
+            // mode): the reason the policy itself was overridden is the
+            // decisive evaluation's.
+            let override_reason = match verdict.decisive_evaluation() {
+                Some(evaluation) if dry_run => evaluation.override_reason,
+                _ => verdict.override_reason,
+            };
+            metrics.message(&MessageOutcome {
+                dmarc: verdict.dmarc,
+                disposition: wanted_disposition(verdict, config),
+                override_reason,
+                dry_run,
+            });
+            metrics.spf(verdict.spf.result);
+            if verdict.dkim.is_empty() {
+                metrics.dkim(None);
+            }
+            for check in &verdict.dkim {
+                metrics.dkim(Some(check.result));
+            }
+            metrics.shadow_differences(verdict.shadow.len());
+            metrics.verification(elapsed);
+        }
+        Checked::TooLarge { verdict, spf_pass } => {
+            metrics.message(&MessageOutcome {
+                dmarc: if *spf_pass {
+                    DmarcResult::Pass
+                } else {
+                    DmarcResult::None
+                },
+                disposition: Disposition::Accept,
+                override_reason: Some(OverrideReason::LocalPolicy),
+                dry_run,
+            });
+            metrics.spf(verdict.spf.result);
+            for _ in 0..verdict.dkim.len().max(1) {
+                metrics.dkim(Some(DkimResult::PermError));
+            }
+            metrics.verification(elapsed);
+        }
+    }
+}
+
+impl Drop for Session {
+    /// The MTA connection ended (indymilter drops the session with it).
+    fn drop(&mut self) {
+        if let Some(metrics) = self.shared.metrics() {
+            metrics.connection_closed();
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! What every connection shares: the configuration in force with its
-//! verifier (swapped on reload), the count of messages in flight, and
-//! whether the milter is shutting down.
+//! verifier (swapped on reload), the count of messages in flight, whether
+//! the milter is shutting down, and the metrics and DNS health watch.
 
 use crate::{
     config::{Config, ConfigError},
     counters::Counters,
+    dns_health::DnsHealth,
+    metrics::Metrics,
     reporting::Reporting,
 };
 use dmarc_verifier::Verifier;
@@ -23,9 +25,11 @@ pub(crate) struct Active {
 }
 
 impl Active {
-    /// Builds the verifier; fails for a configuration that cannot serve.
-    pub(crate) fn new(config: Config) -> Result<Active, ConfigError> {
-        let verifier = Arc::new(config.verifier()?);
+    /// Builds the verifier, reporting its DNS activity to `dns`; fails for
+    /// a configuration that cannot serve.
+    pub(crate) fn new(config: Config, dns: &Arc<DnsHealth>) -> Result<Active, ConfigError> {
+        let verifier = Arc::new(config.verifier_observed(Arc::clone(dns) as _)?);
+        dns.set_resolvers(&config);
         Ok(Active {
             config: Arc::new(config),
             verifier,
@@ -56,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) reporting: Option<Reporting>,
     /// What the caller of `run_with` reads.
     pub(crate) counters: Arc<Counters>,
+    /// The metrics, recorded when they are served (`metrics_listen`).
+    pub(crate) metrics: Option<Arc<Metrics>>,
+    /// The DNS observer of every verifier (metrics, failure warnings).
+    pub(crate) dns_health: Arc<DnsHealth>,
     inflight: watch::Sender<usize>,
     draining: AtomicBool,
 }
@@ -65,15 +73,24 @@ impl Shared {
         active: Active,
         reporting: Option<Reporting>,
         counters: Arc<Counters>,
+        dns_health: Arc<DnsHealth>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Shared {
         Shared {
             started: Arc::clone(&active.config),
             active: RwLock::new(Arc::new(active)),
             reporting,
             counters,
+            metrics,
+            dns_health,
             inflight: watch::Sender::new(0),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// The metrics, when they are recorded.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref()
     }
 
     /// The configuration in force now.

@@ -13,10 +13,7 @@ use dmarc_report::{
     store::{SqliteStore, Store},
 };
 use indymilter_test::Status;
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::path::{Path, PathBuf};
 use test_dns::{Fault, TestDns};
 
 /// `evil.example` publishes a record with 1,000 `ruf` and 1,000 `rua`
@@ -306,36 +303,6 @@ async fn a_reload_stops_failure_reports_at_once() {
 }
 
 // --- Log lines ---------------------------------------------------------------
-
-/// Collects what the milter logs on this thread.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// A subscriber writing here, plain text, everything from `debug`.
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-        let capture = self.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || capture.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish()
-    }
-}
 
 /// Item 14: values from the message or DNS cannot reach the terminal as
 /// escape sequences nor pass for fields; a warning an attacker can repeat

@@ -8,7 +8,7 @@ use indymilter_test::TestConnection;
 use std::{
     io::Read,
     os::unix::fs::{FileTypeExt, PermissionsExt},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
 };
@@ -414,4 +414,255 @@ async fn reload_warns_about_restart_only_settings_until_reverted() {
         .collect();
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains("socket_mode changed"), "{err}");
+}
+
+// --- Logs and metrics of the daemon (issue 15) --------------------------------
+
+/// The base configuration of a daemon on a UNIX socket in `dir`, asking
+/// `nameserver`.
+fn daemon_config(dir: &Path, nameserver: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let socket = dir.join("milter.sock");
+    let config = dir.join("dmarc-milter.toml");
+    let psl = repo().join("crates/dmarc-verifier/data/public_suffix_list.dat");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"unix:{}\"\nnameservers = [\"{nameserver}\"]\ndns_timeout = 0.5\ndns_attempts = 1\npublic_suffix_list = \"{}\"\n{extra}",
+            socket.display(),
+            psl.display()
+        ),
+    )
+    .unwrap();
+    (socket, config)
+}
+
+/// An MTA connection to the daemon, connected and greeted as Postfix does.
+async fn mta(socket: &Path, client: &str, helo: &str) -> TestConnection {
+    let mut conn = TestConnection::configure()
+        .exact_leading_space(true)
+        .open_unix(socket)
+        .await
+        .expect("negotiate");
+    conn.macros(
+        indymilter_test::MacroStage::Connect,
+        [("j", MTA_NAME), ("{client_addr}", client)],
+    )
+    .await
+    .unwrap();
+    let ip: std::net::IpAddr = client.parse().unwrap();
+    conn.connect(helo, (ip, 40000)).await.unwrap();
+    conn.helo(helo).await.unwrap();
+    conn
+}
+
+/// `log_level` applies on SIGHUP, without a restart and without the
+/// warning of settings that need one.
+#[tokio::test]
+async fn sighup_changes_the_log_level() {
+    let dir = TempDir::new("log-level");
+    let (socket, config) = daemon_config(dir.path(), "127.0.0.1:9", "log_level = \"info\"\n");
+    let mut child = spawn(&config);
+    let (log, reader) = collect_stderr(&mut child);
+    wait_until("the milter to listen", async || {
+        tokio::net::UnixStream::connect(&socket).await.is_ok()
+    })
+    .await;
+    // At info, a connection logs nothing (its debug line is off). MAIL is
+    // answered after the connect callback ran.
+    let mut conn = mta(&socket, "192.0.2.1", "first.example").await;
+    assert_eq!(
+        conn.mail(["<a@example.com>"]).await.unwrap(),
+        indymilter_test::Status::Continue
+    );
+    conn.close().await.unwrap();
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("log_level = \"info\"", "log_level = \"debug\""),
+    )
+    .unwrap();
+    signal(&child, libc::SIGHUP);
+    wait_until("the reload", async || {
+        log.lock().unwrap().contains("configuration reloaded")
+    })
+    .await;
+    let conn = mta(&socket, "192.0.2.2", "second.example").await;
+    wait_until("the debug line of the second connection", async || {
+        log.lock().unwrap().contains("second.example")
+    })
+    .await;
+    conn.close().await.unwrap();
+
+    signal(&child, libc::SIGTERM);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(" INFO log level changed log_level=debug"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("first.example"),
+        "the first connection was at info: {err}"
+    );
+    assert!(!err.contains("takes effect at restart"), "{err}");
+}
+
+/// Under systemd (standard error is the journal's stream, as
+/// `JOURNAL_STREAM` says) lines start with their syslog priority and have
+/// no time stamp; a resolver that does not answer is a warning at start,
+/// not a refusal; `metrics_listen` serves `/metrics`.
+#[tokio::test]
+async fn journald_priorities_resolver_check_and_metrics() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = TempDir::new("journald");
+    // A resolver that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (socket, config) = daemon_config(
+        dir.path(),
+        &silent.local_addr().unwrap().to_string(),
+        "metrics_listen = \"127.0.0.1:0\"\n",
+    );
+    let (reader_end, writer_end) = std::io::pipe().unwrap();
+    let stat = std::fs::File::from(std::os::fd::OwnedFd::from(writer_end.try_clone().unwrap()))
+        .metadata()
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env("JOURNAL_STREAM", format!("{}:{}", stat.dev(), stat.ino()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(writer_end))
+        .spawn()
+        .expect("spawn dmarc-milter");
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        let mut reader_end = reader_end;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader_end.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    wait_until("the resolver warning", async || {
+        log.lock().unwrap().contains("the resolver does not answer")
+    })
+    .await;
+    // Still serving.
+    let conn = TestConnection::configure()
+        .open_unix(&socket)
+        .await
+        .expect("serving");
+    conn.close().await.unwrap();
+    // The metrics, at the address the log gives.
+    let addr: std::net::SocketAddr = {
+        let text = log.lock().unwrap().clone();
+        let line = text
+            .lines()
+            .find(|l| l.contains("metrics at http://"))
+            .expect("metrics line");
+        let rest = line.split("http://").nth(1).unwrap();
+        rest.split('/').next().unwrap().parse().unwrap()
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("\ndmarc_milter_connections_total 1\n"),
+        "{response}"
+    );
+
+    signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.contains(
+            &format!(
+                "<6> INFO dmarc-milter {} started",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("the resolver does not answer"))
+        .unwrap();
+    assert!(
+        warning.starts_with("<4> WARN the resolver does not answer (timeout) to a question for the root's name servers; resolver 127.0.0.1:"),
+        "{warning}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with('<')),
+        "every line has its priority: {err}"
+    );
+}
+
+/// `RUST_LOG=debug` shows our debug lines (the decision trail), not the
+/// resolver library's, unless a directive names it; a resolver that
+/// answers makes no warning at start.
+#[tokio::test]
+async fn rust_log_debug_keeps_the_resolvers_internals_out() {
+    let dns = test_dns::TestDns::start(&demo_zone())
+        .await
+        .expect("test DNS");
+    for (rust_log, hickory_shown) in [("debug", false), ("debug,hickory_proto=debug", true)] {
+        let dir = TempDir::new("rust-log");
+        let (socket, config) = daemon_config(dir.path(), &dns.addr().to_string(), "");
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dmarc-milter");
+        let (log, reader) = collect_stderr(&mut child);
+        wait_until("the resolver check", async || {
+            log.lock().unwrap().contains("the resolver answers")
+        })
+        .await;
+        let mut conn = mta(&socket, "192.0.2.10", "mail.example.com").await;
+        let (_, status) = send(
+            &mut conn,
+            "bounce-123@bounce.example.net",
+            None,
+            &Mail::example("newsletter.eml"),
+        )
+        .await;
+        assert_eq!(status, indymilter_test::Status::Accept);
+        conn.close().await.unwrap();
+        wait_until("the verdict line", async || {
+            log.lock().unwrap().contains("INFO verdict queue_id=4XTEST")
+        })
+        .await;
+        signal(&child, libc::SIGTERM);
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        reader.join().unwrap();
+        let err = log.lock().unwrap().clone();
+        assert!(err.contains("DEBUG dns: TXT _dmarc.example.com"), "{err}");
+        assert!(!err.contains("WARN"), "{err}");
+        assert_eq!(
+            err.contains("hickory"),
+            hickory_shown,
+            "RUST_LOG={rust_log}: {err}"
+        );
+    }
 }

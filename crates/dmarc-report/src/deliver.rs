@@ -638,8 +638,8 @@ fn deliver_one(
     queued: &QueuedMessage,
     run: &mut Run,
 ) -> Result<(), StoreError> {
-    let recipient = Escaped(&queued.recipient);
-    let policy_domain = Escaped(&queued.policy_domain);
+    let recipient = queued.recipient.as_str();
+    let policy_domain = queued.policy_domain.as_str();
     if excluded(&queued.policy_domain) {
         run.summary.excluded += 1;
         return store.mark_failed(
@@ -762,7 +762,7 @@ fn defer(
     run: &mut Run,
 ) -> Result<(), StoreError> {
     let give_up = queued.attempts.saturating_add(1) >= settings.max_attempts;
-    let recipient = Escaped(&queued.recipient);
+    let recipient = queued.recipient.as_str();
     if give_up {
         run.summary.given_up += 1;
         if run.warn() {

@@ -4,7 +4,12 @@
 //!   `d=`, a From domain, a queue id) or from DNS (a `rua` address, a
 //!   policy domain, a PTR name) is written through it, so that it can
 //!   neither reach the terminal as an escape sequence nor pass for another
-//!   field of the line (`from=x disposition=accept`).
+//!   field of the line (`from=x disposition=accept`). Log calls pass field
+//!   values as they are: the daemon's log formatter
+//!   (`dmarc_milter::logging`) writes every field value through
+//!   [`Escaped`] (and JSON lines through JSON's escapes), so a value cannot
+//!   be forgotten; a value written inside a message text goes through
+//!   [`Escaped`] at the call.
 //! - [`RateLimit`]: a warning that an attacker can repeat at will (a
 //!   dropped report, a record over a cap) is logged at most once per
 //!   interval, with the number of events since the last line, instead of

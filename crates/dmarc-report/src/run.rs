@@ -10,7 +10,6 @@
 use crate::{
     aggregate::{ReportFormat, ReportWriter, ReporterInfo},
     destination::{self, address_domain},
-    logging::Escaped,
     store::{MessageKind, OutgoingMessage, ReportEntry, Store, StoreError},
 };
 use std::collections::HashMap;
@@ -154,8 +153,8 @@ pub fn queue_aggregate_reports(
             if destination.max_size.is_some_and(|max| size > max) {
                 summary.too_large += 1;
                 tracing::info!(
-                    policy_domain = %Escaped(&domain),
-                    destination = %Escaped(&address),
+                    policy_domain = %domain,
+                    destination = %address,
                     size,
                     "aggregate report larger than the destination's size limit: not sent there"
                 );
@@ -195,8 +194,8 @@ pub fn queue_aggregate_reports(
             summary.reports += 1;
             summary.queued += queued;
             tracing::info!(
-                policy_domain = %Escaped(&domain),
-                report_id = %Escaped(&entry.report_id),
+                policy_domain = %domain,
+                report_id = %entry.report_id,
                 messages = entry.message_count,
                 rows = report.row_count(),
                 destinations = queued,

@@ -281,6 +281,7 @@ suite!(
     report_rows_group_the_same_facts_in_a_fixed_order,
     a_version_1_store_is_migrated,
     check_reads_without_writing,
+    message_counts_read_each_kind_and_state_without_writing,
 );
 
 fn records_round_trip_with_every_field(backend: &dyn Backend) {
@@ -862,6 +863,59 @@ fn check_reads_without_writing(backend: &dyn Backend) {
     assert!(
         !error.transient && error.message.contains("schema version 9"),
         "{error}"
+    );
+}
+
+/// The counts a metrics scrape reads (issue 15): nothing before the store
+/// exists (and nothing is created), then each kind and state.
+fn message_counts_read_each_kind_and_state_without_writing(backend: &dyn Backend) {
+    assert_eq!(
+        store::message_counts(&backend.location()).unwrap(),
+        store::MessageCounts::default()
+    );
+    assert!(matches!(
+        store::check(&backend.location()).unwrap(),
+        store::StoreStatus::Missing | store::StoreStatus::Empty
+    ));
+    let mut store = backend.open();
+    for (kind, recipient) in [
+        (MessageKind::Aggregate, "a@example.com"),
+        (MessageKind::Failure, "b@example.com"),
+        (MessageKind::Failure, "c@example.com"),
+        (MessageKind::Failure, "d@example.com"),
+    ] {
+        store.queue_message(&message(kind, recipient, 100)).unwrap();
+    }
+    let pending = store.pending_messages(0, 10).unwrap();
+    let id = |recipient: &str| {
+        pending
+            .iter()
+            .find(|m| m.recipient == recipient)
+            .unwrap()
+            .id
+    };
+    store.mark_sent(id("b@example.com"), 200).unwrap();
+    store
+        .mark_failed(id("c@example.com"), "refused", true)
+        .unwrap();
+    store
+        .mark_failed(id("a@example.com"), "later", false)
+        .unwrap();
+    let counts = store::message_counts(&backend.location()).unwrap();
+    assert_eq!(
+        counts,
+        store::MessageCounts {
+            aggregate: store::StateCounts {
+                pending: 1,
+                sent: 0,
+                abandoned: 0
+            },
+            failure: store::StateCounts {
+                pending: 1,
+                sent: 1,
+                abandoned: 1
+            },
+        }
     );
 }
 

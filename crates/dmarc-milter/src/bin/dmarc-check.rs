@@ -21,7 +21,7 @@
 use clap::{error::ErrorKind, Parser};
 use dmarc_milter::{
     cli::{CheckArgs, EXIT_CONFIG},
-    config::ConfigErrorKind,
+    config::{ConfigErrorKind, LogLevel},
     decision::{decide_saved, Action, Checked, Context, Decision},
     Config,
 };
@@ -76,9 +76,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if std::env::var_os("RUST_LOG").is_some() {
+    // Only with RUST_LOG; the resolver's own lines stay at warn unless it
+    // names them, as in the daemon.
+    if let Ok(rust_log) = std::env::var("RUST_LOG") {
+        let filter = dmarc_milter::logging::filter(LogLevel::Error, Some(&rust_log))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
     }

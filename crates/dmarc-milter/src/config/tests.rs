@@ -497,3 +497,25 @@ fn authserv_id_aliases_are_lower_case_host_names() {
     );
     assert!(parse("").unwrap().authserv_id_aliases.is_empty());
 }
+
+/// `log_format` and `metrics_listen` (issue 15): off and text by default,
+/// read when set, refused with the key and value when wrong.
+#[test]
+fn observability_keys() {
+    let config = parse("").unwrap();
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(config.metrics_listen, None);
+    let config = parse("log_format = \"json\"\nmetrics_listen = \"[::1]:9899\"\n").unwrap();
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.metrics_listen, Some("[::1]:9899".parse().unwrap()));
+    let error = parse("metrics_listen = \"localhost:9899\"\n").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "dmarc-milter.toml line 1: invalid value \"localhost:9899\" for metrics_listen (expected an address and port such as \"127.0.0.1:9899\" or \"[::1]:9899\")"
+    );
+    let error = parse("log_format = \"xml\"\n").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "dmarc-milter.toml line 1: invalid value \"xml\" for log_format (expected text or json)"
+    );
+}

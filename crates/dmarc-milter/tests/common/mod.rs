@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
-use dmarc_milter::{reload_channel, Config, Counters, MilterListener, Reloader};
+use dmarc_milter::{
+    reload_channel, Config, Counters, Listeners, MetricsListener, MilterListener, Reloader,
+};
 use indymilter_test::{EomAction, EomActions, MacroStage, Status, TestConnection};
 use std::{
     net::SocketAddr,
@@ -97,6 +99,8 @@ pub struct Milter {
     pub dir: TempDir,
     /// What the milter counts (every bound hit).
     pub counters: Arc<Counters>,
+    /// Where `/metrics` is served (started with [`Milter::start_with_metrics`]).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), dmarc_milter::Error>>>,
 }
@@ -110,6 +114,16 @@ impl Milter {
     }
 
     pub async fn start_with_dns(dns: TestDns, extra: &str) -> Milter {
+        Milter::start_serving(dns, extra, false).await
+    }
+
+    /// [`Milter::start_with_dns`] serving the metrics on 127.0.0.1 (a port
+    /// the kernel picks, in `metrics_addr`).
+    pub async fn start_with_metrics(dns: TestDns, extra: &str) -> Milter {
+        Milter::start_serving(dns, extra, true).await
+    }
+
+    async fn start_serving(dns: TestDns, extra: &str, metrics: bool) -> Milter {
         let dir = TempDir::new("milter");
         let config_path = dir.path().join("dmarc-milter.toml");
         std::fs::write(&config_path, config_text(dns.addr(), extra)).expect("write config");
@@ -118,11 +132,25 @@ impl Milter {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("tcp address");
+        let metrics = if metrics {
+            let listener = MetricsListener::bind("127.0.0.1:0".parse().expect("address"))
+                .await
+                .expect("bind metrics");
+            Some(listener)
+        } else {
+            None
+        };
+        let metrics_addr = metrics
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("metrics address"));
         let (reloader, reloads) = reload_channel();
         let (tx, rx) = oneshot::channel::<()>();
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(dmarc_milter::run_with(
-            listener,
+        let task = tokio::spawn(dmarc_milter::serve(
+            Listeners {
+                milter: listener,
+                metrics,
+            },
             config,
             reloads,
             async move {
@@ -137,6 +165,7 @@ impl Milter {
             config_path,
             dir,
             counters,
+            metrics_addr,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -337,4 +366,91 @@ pub fn reply_text(status: &Status) -> String {
         }
         other => panic!("expected a reply with text, got {other:?}"),
     }
+}
+
+/// Collects what the milter logs, in the daemon's own format
+/// (`dmarc_milter::logging`), without time stamps.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// A subscriber writing here: text (logfmt), everything from `debug`
+    /// but the resolver's internals (as `log_level = "debug"`).
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        self.subscriber_with(dmarc_milter::logging::LogFormat::Text, None)
+    }
+
+    /// A subscriber writing here in `format`, at `debug` or as the
+    /// `RUST_LOG` directives `rust_log` say.
+    pub fn subscriber_with(
+        &self,
+        format: dmarc_milter::logging::LogFormat,
+        rust_log: Option<&str>,
+    ) -> impl tracing::Subscriber + Send + Sync {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let capture = self.clone();
+        let filter = dmarc_milter::logging::filter(dmarc_milter::config::LogLevel::Debug, rust_log)
+            .expect("filter");
+        tracing_subscriber::registry().with(filter).with(
+            dmarc_milter::logging::LogLayer::new(format, move || capture.clone()).timestamps(false),
+        )
+    }
+}
+
+/// `promtool` when installed; `None` (with a loud message) when it is not
+/// and `DMARC_PROMTOOL` is not `require` (CI sets it; the Debian package
+/// `prometheus` has promtool).
+pub fn promtool() -> Option<&'static str> {
+    let found = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("promtool");
+    }
+    assert_ne!(
+        std::env::var("DMARC_PROMTOOL").as_deref(),
+        Ok("require"),
+        "promtool is required (DMARC_PROMTOOL=require): apt-get install prometheus"
+    );
+    eprintln!(
+        "SKIPPED: promtool not installed (apt-get install prometheus); the promtool checks did not run"
+    );
+    None
+}
+
+/// The metric names `contrib/`'s dashboard and alerts use
+/// (`dmarc_milter_...`).
+pub fn contrib_metric_names() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for file in [
+        "contrib/grafana/dmarc-milter.json",
+        "contrib/prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).expect("contrib file");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("dmarc_milter_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            names.insert(name);
+        }
+    }
+    names
 }

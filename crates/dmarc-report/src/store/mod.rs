@@ -142,6 +142,68 @@ pub fn check(location: &StoreLocation) -> Result<StoreStatus, StoreError> {
     }
 }
 
+/// Report mails of one kind in the store, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StateCounts {
+    /// Waiting for delivery (`dmarc-milter report`).
+    pub pending: u64,
+    /// Delivered (kept for `report_retention_days`).
+    pub sent: u64,
+    /// Given up on (refused destination, too many attempts).
+    pub abandoned: u64,
+}
+
+/// The report mails in the store, by kind and state ([`message_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MessageCounts {
+    /// Aggregate reports (RFC 9990).
+    pub aggregate: StateCounts,
+    /// Failure reports (RFC 9991).
+    pub failure: StateCounts,
+}
+
+impl MessageCounts {
+    /// Adds `n` messages of the stored `kind` and `state` words; other
+    /// words are not ours and are left out.
+    fn add(&mut self, kind: &str, state: &str, n: i64) {
+        let of_kind = match kind {
+            "aggregate" => &mut self.aggregate,
+            "failure" => &mut self.failure,
+            _ => return,
+        };
+        let slot = match state {
+            "pending" => &mut of_kind.pending,
+            "sent" => &mut of_kind.sent,
+            "abandoned" => &mut of_kind.abandoned,
+            _ => return,
+        };
+        *slot = slot.saturating_add(u64::try_from(n).unwrap_or(0));
+    }
+}
+
+/// Counts the report mails in the store at `location` by kind and state,
+/// without changing anything (opened as [`check`] opens it): what a
+/// monitoring scrape shows of the delivery that `dmarc-milter report`
+/// does in another process (or on another host sharing a PostgreSQL
+/// store). A store not created yet holds none.
+///
+/// # Errors
+///
+/// As [`check`].
+///
+/// Call it from a plain thread, not from an async task (see [`open`]).
+pub fn message_counts(location: &StoreLocation) -> Result<MessageCounts, StoreError> {
+    let mut counts = MessageCounts::default();
+    let rows = match location {
+        StoreLocation::Sqlite(path) => SqliteStore::message_counts(path)?,
+        StoreLocation::Postgres(url) => PostgresStore::message_counts(url)?,
+    };
+    for (kind, state, n) in rows {
+        counts.add(&kind, &state, n);
+    }
+    Ok(counts)
+}
+
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {

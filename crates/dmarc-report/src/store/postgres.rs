@@ -150,6 +150,36 @@ impl PostgresStore {
         Ok(status)
     }
 
+    /// The report mails by kind and state words, read in a read-only
+    /// transaction as [`PostgresStore::check`] reads (see
+    /// [`super::message_counts`]).
+    pub(crate) fn message_counts(url: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let store = PostgresStore::new(url)?;
+        let mut client = store
+            .config
+            .connect(NoTls)
+            .map_err(|error| store.error("connecting", &error, true))?;
+        let failed = |error: postgres::Error| store.error("counting report mails", &error, true);
+        let mut transaction = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .map_err(failed)?;
+        if schema_version(&mut transaction).map_err(failed)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = transaction
+            .query(sql::COUNT_MESSAGES_BY_STATE, &[])
+            .map_err(failed)?;
+        let counts = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(failed)?;
+        transaction.commit().map_err(failed)?;
+        Ok(counts)
+    }
+
     /// The connection, made (with the schema checked) when there is none or
     /// the last one broke.
     fn client(&mut self) -> Result<&mut Client, StoreError> {

@@ -320,6 +320,10 @@ pub(crate) fn select_latest_policy() -> String {
 
 /// The policy domains of records with `$1 <= time < $2` (sorted by the
 /// caller, in byte order whatever the database's collation).
+/// The report mails by kind and state (for metrics).
+pub(crate) const COUNT_MESSAGES_BY_STATE: &str =
+    "SELECT kind, state, count(*) FROM dmarc_messages GROUP BY kind, state";
+
 pub(crate) const SELECT_POLICY_DOMAINS: &str = "SELECT DISTINCT policy_domain FROM dmarc_records \
      WHERE policy_domain IS NOT NULL AND time >= $1 AND time < $2";
 

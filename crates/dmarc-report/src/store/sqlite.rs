@@ -150,6 +150,56 @@ impl SqliteStore {
         if !path.exists() {
             return Ok(StoreStatus::Missing);
         }
+        let (connection, failed) = Self::read_only(path, directory)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(failed)?;
+        match version {
+            sql::SCHEMA_VERSION => Ok(StoreStatus::Current),
+            1 => Ok(StoreStatus::Migrate { from: 1 }),
+            0 => match foreign_table(&connection).map_err(failed)? {
+                Some(name) => Err(not_ours(path, &name)),
+                None => Ok(StoreStatus::Empty),
+            },
+            other => Err(other_version(path, other)),
+        }
+    }
+
+    /// The report mails in the file by kind and state words, read as
+    /// [`SqliteStore::check`] reads (see [`super::message_counts`]).
+    pub(crate) fn message_counts(path: &Path) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let directory = directory_of(path)?;
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let (connection, failed) = Self::read_only(path, directory)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(failed)?;
+        if version == 0 {
+            return Ok(Vec::new());
+        }
+        let mut statement = connection
+            .prepare(sql::COUNT_MESSAGES_BY_STATE)
+            .map_err(failed)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(failed)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(failed)
+    }
+
+    /// The file opened read-only, creating nothing, and how to turn an
+    /// error into a [`StoreError`] naming it.
+    fn read_only<'a>(
+        path: &'a Path,
+        directory: &'a Path,
+    ) -> Result<
+        (
+            Connection,
+            impl Fn(rusqlite::Error) -> StoreError + Copy + 'a,
+        ),
+        StoreError,
+    > {
         // Read-only. A WAL database needs its -wal and -shm files: when
         // they exist they are used (and nothing is created); when they do
         // not, the file is read as immutable, which creates none (there is
@@ -168,20 +218,9 @@ impl SqliteStore {
             uri_path(path),
             if wal_files { "" } else { "?immutable=1" }
         );
-        let failed = |error: rusqlite::Error| opening_error(path, directory, &error);
+        let failed = move |error: rusqlite::Error| opening_error(path, directory, &error);
         let connection = Connection::open_with_flags(uri, flags).map_err(failed)?;
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(failed)?;
-        match version {
-            sql::SCHEMA_VERSION => Ok(StoreStatus::Current),
-            1 => Ok(StoreStatus::Migrate { from: 1 }),
-            0 => match foreign_table(&connection).map_err(failed)? {
-                Some(name) => Err(not_ours(path, &name)),
-                None => Ok(StoreStatus::Empty),
-            },
-            other => Err(other_version(path, other)),
-        }
+        Ok((connection, failed))
     }
 
     /// The database file.

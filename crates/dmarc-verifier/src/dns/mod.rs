@@ -16,7 +16,7 @@ pub mod zone;
 
 pub(crate) use cache::DkimView;
 pub use cache::{CacheKey, SharedCache, TtlCache, Weight};
-pub use observe::{CacheName, DnsObserver, DnsOutcome, NoObserver};
+pub use observe::{nameserver_addresses, CacheName, DnsObserver, DnsOutcome, NoObserver};
 
 use crate::{spf::Answer, trail::Trail, Error};
 use cache::ItemBytes;

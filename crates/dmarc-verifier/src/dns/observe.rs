@@ -2,7 +2,9 @@
 //! type, outcome, time taken), every cache lookup (hit or miss) and every
 //! eviction. A daemon turns them into metrics; the library keeps no
 //! counters of its own. Label values come from closed sets (the enums
-//! below): never a name asked about.
+//! below): never a name asked about. Also the start-up check that the
+//! resolver answers ([`Dns::probe`](super::Dns::probe)) and the servers in
+//! use ([`nameserver_addresses`]), for the daemon's DNS health warnings.
 
 use super::zone::RecordType;
 use std::time::Duration;
@@ -124,3 +126,47 @@ pub trait DnsObserver: Send + Sync {
 pub struct NoObserver;
 
 impl DnsObserver for NoObserver {}
+
+/// The servers DNS questions go to: the configured ones, or those of the
+/// system configuration (`/etc/resolv.conf`, empty when it cannot be
+/// read). For log lines about the resolver's health.
+pub fn nameserver_addresses(nameservers: &super::Nameservers) -> Vec<std::net::SocketAddr> {
+    match nameservers {
+        super::Nameservers::Explicit(addrs) => addrs.clone(),
+        super::Nameservers::System => super::read_system_conf()
+            .map(|(config, _)| {
+                config
+                    .name_servers()
+                    .iter()
+                    .map(|server| {
+                        let port = server.connections.first().map_or(53, |c| c.port);
+                        std::net::SocketAddr::new(server.ip, port)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+impl super::Dns {
+    /// Asks the resolver once for the root zone's name servers (`. NS`),
+    /// past our cache: the start-up check that the resolver answers at
+    /// all. The question is reported to the observer like any other.
+    /// Returns how it ended: any answer, even NXDOMAIN, shows a working
+    /// resolver; a timeout, SERVFAIL or other failure does not.
+    pub async fn probe(&self) -> DnsOutcome {
+        let started = std::time::Instant::now();
+        let result = self
+            .authenticator
+            .resolver()
+            .lookup(
+                super::Name::root(),
+                mail_auth::hickory_resolver::proto::rr::RecordType::NS,
+            )
+            .await;
+        let outcome = super::outcome_of(result.as_ref().map(|l| l.answers().is_empty()));
+        self.observer
+            .question(RecordType::Ns, outcome, started.elapsed());
+        outcome
+    }
+}
