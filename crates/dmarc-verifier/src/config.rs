@@ -1,7 +1,8 @@
 //! The library's settings, with their defaults.
 
 use crate::{
-    discovery::DiscoveryMethod, dns::DnsConfig, policy::Disposition, policy::PctMode, Error,
+    discovery::DiscoveryMethod, dns::DnsConfig, overrides::OverrideConfig, policy::Disposition,
+    policy::PctMode, Error,
 };
 use std::path::PathBuf;
 
@@ -91,6 +92,10 @@ pub struct VerifierConfig {
     pub min_rsa_key_bits: u32,
     /// DNS settings.
     pub dns: DnsConfig,
+    /// The overrides of indirect mail flows: trusted ARC sealers, trusted
+    /// forwarders, mailing lists, per-domain policy (see
+    /// [`crate::overrides`]).
+    pub overrides: OverrideConfig,
 }
 
 impl Default for VerifierConfig {
@@ -115,6 +120,7 @@ impl Default for VerifierConfig {
             trail: true,
             min_rsa_key_bits: 1024,
             dns: DnsConfig::default(),
+            overrides: OverrideConfig::default(),
         }
     }
 }
@@ -177,6 +183,13 @@ impl VerifierConfig {
                 key: "min_rsa_key_bits",
                 value: self.min_rsa_key_bits.to_string(),
                 expected: "a number of bits from 512 to 8192",
+            });
+        }
+        if let Some((key, value)) = self.overrides.invalid() {
+            return Err(Error::Config {
+                key,
+                value,
+                expected: "accept or quarantine for an action, a lower-case A-label for a domain",
             });
         }
         if self.dns.timeout.is_zero() {

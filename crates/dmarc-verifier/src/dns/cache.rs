@@ -15,10 +15,11 @@
 //!   code that asked.
 //! - Parsed records are cached per purpose: [`SharedCache::dkim_keys`] holds
 //!   only the DKIM key parse of the raw TXT answer at a name, filled by our
-//!   own code; [`SharedCache::spf_records`] only SPF records that mail-auth
-//!   parsed as such. mail-auth never writes into a cache another purpose
-//!   reads: what it stores outside those two goes to a per-message map that
-//!   dies with the message.
+//!   own code (for DKIM signatures, ARC-Seals and ARC-Message-Signatures
+//!   alike: all are DKIM key records); [`SharedCache::spf_records`] only SPF
+//!   records that mail-auth parsed as such. mail-auth never writes into a
+//!   cache another purpose reads: what it stores outside those two goes to
+//!   a per-message map that dies with the message.
 //! - A, AAAA, MX and PTR answers are cached per record type.
 //!
 //! # Eviction
@@ -238,7 +239,7 @@ fn local_insert(local: &LocalTxt, key: Box<str>, value: TxtRecord) {
         .insert(key, value);
 }
 
-/// The TXT cache mail-auth's DKIM verification reads: the DKIM key parses
+/// The TXT cache mail-auth's DKIM and ARC verification read: the DKIM key parses
 /// our own lookups made (see [`super::Dns::dkim_key`]), then what mail-auth
 /// itself fetched during this message.
 pub(crate) struct KeyTxtView<'a> {
@@ -325,7 +326,11 @@ impl SpfTxtView<'_> {
     }
 }
 
-/// The per-message view given to mail-auth's DKIM verification.
+/// The per-message view given to mail-auth's DKIM and ARC verification:
+/// both read DKIM key records (`<s>._domainkey.<d>`, RFC 8617 §4.1.3 uses
+/// them for ARC), parsed once per name into [`SharedCache::dkim_keys`] by
+/// [`super::Dns::dkim_key`]; whatever mail-auth fetches itself stays with
+/// the message.
 pub(crate) struct DkimView<'a> {
     txt: KeyTxtView<'a>,
     none: NoCache,
