@@ -348,7 +348,7 @@ async fn postfix_end_to_end() {
     let delivered = std::fs::read_to_string(&postfix.delivered()[0]).expect("read");
     let fields = header_fields(&delivered);
     let ours = format!(
-        "Authentication-Results: {MYHOSTNAME};\n\tspf=pass smtp.mailfrom=bounce.example.net;\n\tdkim=pass header.d=example.com header.s=news2048 header.b=jiYhJP1T;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
+        "Authentication-Results: {MYHOSTNAME};\n\tspf=pass smtp.mailfrom=bounce.example.net;\n\tdkim=pass header.d=example.com header.s=news2048 header.b=jiYhJP1T;\n\tarc=none;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
     );
     let ar: Vec<&String> = fields
         .iter()
