@@ -16,6 +16,9 @@ pub(crate) struct Outcome {
     pub(crate) auth_results: String,
     /// What happens to the message.
     pub(crate) action: Action,
+    /// Our ARC set (ARC-Seal first) to put on top of a delivered message,
+    /// above our Authentication-Results; empty when we do not seal.
+    pub(crate) arc_set: Vec<(String, String)>,
 }
 
 /// What happens to a message.
@@ -47,8 +50,10 @@ pub(crate) fn header_value(value: &str, leading_space: bool) -> String {
 /// Carries out `outcome` and returns the status to send.
 ///
 /// For a delivered message (accept, hold) the forged fields are deleted in
-/// reverse index order before our field is inserted at index 0. A refused
-/// message is not changed: the MTA discards it.
+/// reverse index order before our field is inserted at index 0, then our
+/// ARC set, when there is one, above it (RFC 8617 §5.1: the seal covers the
+/// message with our Authentication-Results). A refused message is not
+/// changed: the MTA discards it.
 ///
 /// # Errors
 ///
@@ -83,6 +88,13 @@ pub(crate) async fn apply(
             header_value(&outcome.auth_results, leading_space),
         )
         .await?;
+    // Inserted at the top one after the other, last first: ARC-Seal ends
+    // up first.
+    for (name, value) in outcome.arc_set.iter().rev() {
+        actions
+            .insert_header(0, name.as_str(), header_value(value, leading_space))
+            .await?;
+    }
     if let Action::Hold(reason) = &outcome.action {
         actions.quarantine(reason.as_str()).await?;
     }

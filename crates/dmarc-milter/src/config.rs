@@ -31,8 +31,11 @@ use std::{
 };
 use toml::{Spanned, Value};
 
+mod indirect;
 #[cfg(test)]
 mod tests;
+
+pub use indirect::ArcSealConfig;
 
 /// Where the daemon looks for its configuration by default.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/dmarc-milter.toml";
@@ -89,6 +92,13 @@ pub const KEYS: &[&str] = &[
     "failure_reports",
     "failure_reports_per_hour",
     "failure_report_content",
+    "trusted_arc_sealers",
+    "arc_override_action",
+    "trusted_forwarders",
+    "trusted_forwarder_action",
+    "mailing_list_action",
+    "policy_override",
+    "arc_seal",
 ];
 
 /// Default `max_message_size`: 64 MiB.
@@ -251,6 +261,9 @@ pub struct Config {
     pub ignore_from_domains: Vec<DomainPattern>,
     /// Reporting, when `report_store` is set.
     pub reporting: Option<ReportingConfig>,
+    /// Our ARC sealing, when `[arc_seal]` is set (the overrides of
+    /// indirect flows are in `verifier.overrides`).
+    pub arc_seal: Option<ArcSealConfig>,
 }
 
 impl Config {
@@ -507,6 +520,7 @@ impl Config {
         };
         let ignore_from_domains = raw.domain_patterns("ignore_from_domains")?;
 
+        let arc_seal = indirect::build(&mut raw, &mut verifier.overrides)?;
         let reporting = build_reporting(&mut raw, &verifier)?;
 
         if let Some((key, entry)) = raw.entries.iter().next() {
@@ -531,6 +545,7 @@ impl Config {
             ignore_hosts,
             ignore_from_domains,
             reporting,
+            arc_seal,
         };
         config
             .verifier

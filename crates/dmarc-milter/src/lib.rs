@@ -43,6 +43,7 @@ mod callbacks;
 pub mod config;
 mod message;
 pub mod reporting;
+mod sealing;
 mod session;
 pub mod socket;
 mod state;

@@ -12,6 +12,7 @@ use crate::{
     config::{Config, QuarantineAction},
     message::MessageBuffer,
     reporting::MessageFacts,
+    sealing,
     state::{Active, InflightGuard, Shared},
     Error,
 };
@@ -363,6 +364,7 @@ impl Session {
                 delete,
                 auth_results: single_result(&t.authserv_id, "none", skip.reason()),
                 action: Action::Accept,
+                arc_set: Vec::new(),
             });
         }
 
@@ -389,10 +391,21 @@ impl Session {
         }
         let action = self.action_for(&verdict, config);
         log_verdict(queue_id, &client, &verdict, &action, config);
+        let arc_set = sealing::seal(
+            t.active.sealer.as_deref(),
+            &verifier,
+            &t.buffer.raw(),
+            &delete,
+            &verdict,
+            &action,
+            queue_id,
+        )
+        .await;
         Ok(Outcome {
             delete,
             auth_results: verdict.authentication_results.clone(),
             action,
+            arc_set,
         })
     }
 
@@ -443,6 +456,7 @@ impl Session {
                 delete,
                 auth_results: verdict.authentication_results.clone(),
                 action,
+                arc_set: Vec::new(),
             };
         }
         let mut ar = AuthResults::new(&t.authserv_id);
@@ -484,6 +498,7 @@ impl Session {
             delete,
             auth_results: ar.value(),
             action: Action::Accept,
+            arc_set: Vec::new(),
         }
     }
 
@@ -586,6 +601,9 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
             dmarc = %verdict.dmarc.as_str(),
             disposition = %disposition,
             would = %would.as_str(),
+            arc = %verdict.arc.result.as_str(),
+            override_reason = verdict.override_reason.map(|r| tracing::field::display(r.as_str())),
+            override_comment = verdict.override_comment.as_deref(),
             "verdict (dry run)"
         );
     } else {
@@ -599,6 +617,9 @@ fn log_verdict(queue_id: &str, client: &str, verdict: &Verdict, action: &Action,
             dkim = %dkim,
             dmarc = %verdict.dmarc.as_str(),
             disposition = %if quarantine_header_only { "quarantine-header-only" } else { disposition },
+            arc = %verdict.arc.result.as_str(),
+            override_reason = verdict.override_reason.map(|r| tracing::field::display(r.as_str())),
+            override_comment = verdict.override_comment.as_deref(),
             "verdict"
         );
     }

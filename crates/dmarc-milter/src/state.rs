@@ -6,7 +6,7 @@ use crate::{
     config::{valid_authserv_id, Config, ConfigError},
     reporting::Reporting,
 };
-use dmarc_verifier::Verifier;
+use dmarc_verifier::{arc::ArcSealer, Verifier};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc, PoisonError, RwLock,
@@ -14,20 +14,25 @@ use std::sync::{
 use tokio::sync::watch;
 
 /// A configuration and the verifier built from it (one DNS cache for every
-/// authserv-id: the id is given per message).
+/// authserv-id: the id is given per message), with the ARC sealer of
+/// `[arc_seal]`.
 #[derive(Debug)]
 pub(crate) struct Active {
     pub(crate) config: Arc<Config>,
     verifier: Arc<Verifier>,
+    pub(crate) sealer: Option<Arc<ArcSealer>>,
 }
 
 impl Active {
-    /// Builds the verifier; fails for a configuration that cannot serve.
+    /// Builds the verifier and reads the sealing key; fails for a
+    /// configuration that cannot serve.
     pub(crate) fn new(config: Config) -> Result<Active, ConfigError> {
         let verifier = Arc::new(config.verifier()?);
+        let sealer = config.arc_sealer()?.map(Arc::new);
         Ok(Active {
             config: Arc::new(config),
             verifier,
+            sealer,
         })
     }
 
