@@ -11,9 +11,8 @@
 mod chains;
 mod common;
 
-use base64::Engine;
 use chains::Chains;
-use common::{finish, send_until_body, Mail, Milter, TempDir};
+use common::{finish, openssl_key, send_until_body, Mail, Milter, TempDir};
 use indymilter_test::{EomAction, Status};
 use std::{
     os::unix::fs::PermissionsExt,
@@ -22,47 +21,6 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 use test_dns::TestDns;
-
-/// An RSA-2048 key made by openssl in `dir`, mode 0600, and its DKIM key
-/// record text for a zone.
-fn openssl_key(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("arc.key");
-    let made = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .expect("openssl is needed for the sealing tests");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let der = Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key)
-        .output()
-        .expect("openssl");
-    assert!(der.status.success());
-    let record = format!(
-        "v=DKIM1; k=rsa; p={}",
-        base64::engine::general_purpose::STANDARD.encode(der.stdout)
-    );
-    let text = record
-        .as_bytes()
-        .chunks(250)
-        .map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    (key, text)
-}
 
 /// The chains' zone plus our sealing key at arc2026._domainkey.our.example.
 struct Setup {
