@@ -135,7 +135,8 @@ pub struct ArcInstance {
     /// Why it does not, when it does not.
     pub ams_reason: Option<String>,
     /// The ARC-Authentication-Results after `i=`, parsed as RFC 8601
-    /// (what this hop saw); `None` when it does not parse.
+    /// ([`auth_results::parse_lenient`]: what this hop saw); `None` when it
+    /// does not parse.
     pub results: Option<ParsedAuthResults>,
 }
 
@@ -265,7 +266,19 @@ impl ArcChecker<'_> {
         }
 
         // The chain passed: the newest AMS verified (mail-auth); the older
-        // ones, for oldest-pass and the trusted-sealer override.
+        // ones, for oldest-pass and the trusted-sealer override, with their
+        // keys fetched all at once first.
+        let mut older: Vec<String> = sets
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|set| ams_key_name(set))
+            .filter(|name| !names.contains(name))
+            .collect();
+        older.sort_unstable();
+        older.dedup();
+        futures_util::future::join_all(older.iter().map(|name| self.dns.dkim_key(name, trail)))
+            .await;
         let mut signed = ams::SignedMessage::new(message.headers(), message.raw_body());
         let newest = u32::try_from(sets.len()).unwrap_or(u32::MAX);
         let mut chain = Vec::with_capacity(sets.len());
@@ -371,7 +384,8 @@ fn describe(set: &RawSet<'_>, instance: u32, ams: Result<(), String>) -> ArcInst
 }
 
 /// An ARC-Authentication-Results value (`i=N; authserv-id; results`,
-/// RFC 8617 §4.1.1) parsed after its instance tag.
+/// RFC 8617 §4.1.1) parsed after its instance tag, by our RFC 8601 parser
+/// with Microsoft 365's properties without a ptype accepted.
 fn parse_aar(value: &[u8]) -> Option<ParsedAuthResults> {
     let text = String::from_utf8_lossy(value);
     let (instance, payload) = text.split_once(';')?;
@@ -380,7 +394,7 @@ fn parse_aar(value: &[u8]) -> Option<ParsedAuthResults> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    auth_results::parse(payload).ok()
+    auth_results::parse_lenient(payload).ok()
 }
 
 #[cfg(test)]
@@ -398,5 +412,10 @@ mod tests {
         assert!(parse_aar(b"lists.example.org; dmarc=pass").is_none());
         assert!(parse_aar(b"i=; x; dmarc=pass").is_none());
         assert!(parse_aar(b"i=1; x; dmarc").is_none());
+        // Microsoft 365's form.
+        let parsed =
+            parse_aar(b"i=1; mx.microsoft.com 1; dmarc=pass action=none header.from=contoso.com")
+                .unwrap();
+        assert_eq!(parsed.results[0].props[1].value, "contoso.com");
     }
 }

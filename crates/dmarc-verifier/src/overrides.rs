@@ -369,7 +369,10 @@ fn vouches(
             continue;
         }
         let found = match info.method.as_str() {
-            "dkim" => domain_of(info, "header", "d").filter(|d| aligned(d, adkim)),
+            // Gmail writes header.i (`@example.com`) rather than header.d.
+            "dkim" => domain_of(info, "header", "d")
+                .or_else(|| domain_of(info, "header", "i"))
+                .filter(|d| aligned(d, adkim)),
             "spf" => domain_of(info, "smtp", "mailfrom").filter(|d| aligned(d, aspf)),
             _ => None,
         };
@@ -551,6 +554,48 @@ mod tests {
                 expected,
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn what_a_trusted_hop_recorded_vouches_or_not() {
+        use crate::auth_results::parse_lenient;
+        let psl = PublicSuffixList::bundled();
+        let check = |aar: &str, mode: AlignmentMode| {
+            let results = parse_lenient(aar).unwrap();
+            let aligned = |identifier: &str, mode: AlignmentMode| match mode {
+                AlignmentMode::Strict => identifier == "example.com",
+                AlignmentMode::Relaxed => {
+                    psl.org_domain(identifier) == psl.org_domain("example.com")
+                }
+            };
+            vouches(&results, "example.com", aligned, mode, mode)
+        };
+        use AlignmentMode::{Relaxed, Strict};
+        let cases: &[(&str, AlignmentMode, bool)] = &[
+            // Gmail: dmarc=pass, dkim with header.i.
+            ("mx.google.com; dkim=pass header.i=@example.com header.s=s1 header.b=abc; spf=pass smtp.mailfrom=bounce@mail.example.com; dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=example.com", Relaxed, true),
+            // Microsoft 365: a property without a ptype.
+            ("mx.microsoft.com 1; spf=fail smtp.mailfrom=example.com; dmarc=pass action=none header.from=example.com; dkim=pass header.d=example.com", Relaxed, true),
+            // Upper case and a trailing dot in header.from.
+            ("lists.example.org; dmarc=pass header.from=EXAMPLE.COM.", Relaxed, true),
+            // The hop saw a DMARC failure: an aligned dkim=pass changes nothing.
+            ("lists.example.org; dkim=pass header.d=example.com; dmarc=fail header.from=example.com", Relaxed, false),
+            ("lists.example.org; dmarc=pass header.from=example.com; dmarc=temperror header.from=example.com", Relaxed, false),
+            // DMARC of another domain says nothing about ours.
+            ("lists.example.org; dmarc=pass header.from=example.net", Relaxed, false),
+            // No DMARC result: aligned DKIM or SPF passes vouch.
+            ("lists.example.org; dkim=pass header.d=mail.example.com", Relaxed, true),
+            ("lists.example.org; dkim=pass header.d=mail.example.com", Strict, false),
+            ("lists.example.org; spf=pass smtp.mailfrom=bounce@example.com", Strict, true),
+            ("lists.example.org; spf=pass smtp.mailfrom=example.net", Relaxed, false),
+            ("lists.example.org; dkim=fail header.d=example.com; spf=softfail smtp.mailfrom=example.com", Relaxed, false),
+            ("lists.example.org; none", Relaxed, false),
+            // A value that merely mentions our domain is not a result for it.
+            ("lists.example.org; dkim=pass reason=\"header.d=example.com\" header.d=evil.example", Relaxed, false),
+        ];
+        for &(aar, mode, expected) in cases {
+            assert_eq!(check(aar, mode).is_ok(), expected, "{aar} ({mode:?})");
         }
     }
 

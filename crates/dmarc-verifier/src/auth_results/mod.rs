@@ -13,7 +13,9 @@ use crate::{
 use std::{borrow::Cow, net::IpAddr};
 
 mod parse;
-pub use parse::{claims_authserv_id, parse, ParseError, ParsedAuthResults, Property, ResInfo};
+pub use parse::{
+    claims_authserv_id, parse, parse_lenient, ParseError, ParsedAuthResults, Property, ResInfo,
+};
 
 /// Writes `value` as an RFC 8601 `value` (RFC 2045 token or quoted-string).
 pub fn quote_value(value: &str) -> Cow<'_, str> {
