@@ -290,3 +290,40 @@ fn a_key_other_users_can_read_is_refused_without_showing_it() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
 }
+
+#[tokio::test]
+async fn mail_not_checked_or_over_the_size_cap_is_not_sealed() {
+    let setup = start("trusted_arc_sealers = [\"lists.example.org\"]\nignore_hosts = [\"198.51.100.8\"]\nmax_message_size = \"64k\"").await;
+    // An ignored client: delivered with our skip header only.
+    let mail = Mail::parse(&Chains::get().message("list-trusted"));
+    let mut conn = setup
+        .milter
+        .connect("198.51.100.8", "mail.lists.example.org")
+        .await;
+    send_until_body(&mut conn, "dev-bounces@lists.example.org", None, &mail).await;
+    let (actions, status) = finish(&mut conn, &mail, "4XARCSKIP").await;
+    assert_eq!(status, Status::Accept);
+    let names: Vec<String> = inserted(&actions.actions)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["Authentication-Results"], "{actions:#?}");
+
+    // Over max_message_size: the body was not kept, nothing to seal.
+    let mut big = Mail::parse(&Chains::get().message("list-trusted"));
+    big.body.extend(std::iter::repeat_n(b'x', 70 * 1024));
+    big.body.extend_from_slice(b"\r\n");
+    let mut conn = setup
+        .milter
+        .connect("198.51.100.7", "mail.lists.example.org")
+        .await;
+    send_until_body(&mut conn, "dev-bounces@lists.example.org", None, &big).await;
+    let (actions, status) = finish(&mut conn, &big, "4XARCBIG").await;
+    assert_eq!(status, Status::Accept);
+    let names: Vec<String> = inserted(&actions.actions)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["Authentication-Results"], "{actions:#?}");
+    setup.milter.stop().await.unwrap();
+}

@@ -600,6 +600,78 @@ mod tests {
     }
 
     #[test]
+    fn trusted_forwarders_by_network_mapped_address_and_passing_dkim_only() {
+        let config = OverrideConfig {
+            trusted_forwarders: vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "dkim:forwarder.example.net".parse().unwrap(),
+            ],
+            ..OverrideConfig::default()
+        };
+        let spf = SpfCheck {
+            result: SpfResult::Fail,
+            domain: "example.com".into(),
+            scope: crate::verdict::SpfScope::MailFrom,
+            reason: None,
+        };
+        let dkim = |result: DkimResult, domain: &str| DkimCheck {
+            result,
+            domain: domain.into(),
+            selector: "s".into(),
+            algorithm: "rsa-sha256".into(),
+            key_bits: None,
+            b_prefix: String::new(),
+            reason: None,
+            body_hash: None,
+        };
+        let arc = ArcCheck::none();
+        let cases: Vec<(&str, Vec<DkimCheck>, Option<&str>)> = vec![
+            (
+                "192.0.2.7",
+                vec![],
+                Some("client=192.0.2.7 in 192.0.2.0/24"),
+            ),
+            (
+                "::ffff:192.0.2.7",
+                vec![],
+                Some("client=192.0.2.7 in 192.0.2.0/24"),
+            ),
+            ("192.0.3.7", vec![], None),
+            (
+                "203.0.113.1",
+                vec![dkim(DkimResult::Pass, "forwarder.example.net")],
+                Some("dkim=pass header.d=forwarder.example.net"),
+            ),
+            (
+                "203.0.113.1",
+                vec![dkim(DkimResult::Fail, "forwarder.example.net")],
+                None,
+            ),
+            (
+                "203.0.113.1",
+                vec![dkim(DkimResult::Pass, "sub.forwarder.example.net")],
+                None,
+            ),
+            (
+                "203.0.113.1",
+                vec![dkim(DkimResult::Pass, "example.net")],
+                None,
+            ),
+        ];
+        for (ip, checks, expected) in cases {
+            let facts = Facts {
+                client_ip: Some(ip.parse().unwrap()),
+                spf: &spf,
+                dkim: &checks,
+                arc: &arc,
+                list_ids: &[],
+            };
+            let got = trusted_forwarder(&config, &facts).ok().map(|a| a.comment);
+            assert_eq!(got.as_deref(), expected, "{ip}");
+        }
+    }
+
+    #[test]
     fn overrides_never_make_a_disposition_stricter() {
         use Disposition::*;
         assert_eq!(mildest(Reject, Accept), Accept);

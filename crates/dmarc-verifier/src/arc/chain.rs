@@ -198,3 +198,161 @@ fn slot<'a, 'm>(slots: &'a mut Vec<Slot<'m>>, i: u32) -> Option<&'a mut Slot<'m>
     }
     slots.get_mut(index)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three fields of set `i` with `cv`, signatures not checked here.
+    fn set(i: u32, cv: &str) -> Vec<(String, String)> {
+        vec![
+            (
+                "ARC-Seal".into(),
+                format!(" i={i}; a=rsa-sha256; cv={cv}; d=example.org; s=s; b=AAAA\r\n"),
+            ),
+            (
+                "ARC-Message-Signature".into(),
+                format!(" i={i}; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=s; h=from; bh=AAAA; b=AAAA\r\n"),
+            ),
+            (
+                "ARC-Authentication-Results".into(),
+                format!(" i={i}; mx.example.org; none\r\n"),
+            ),
+        ]
+    }
+
+    fn read_fields(fields: &[(String, String)]) -> Result<usize, String> {
+        let headers: Vec<(&[u8], &[u8])> = fields
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        match read(&headers) {
+            Chain::None => Ok(0),
+            Chain::Valid(sets) => Ok(sets.len()),
+            Chain::Invalid(why, _) => Err(why),
+        }
+    }
+
+    #[test]
+    fn structure_rules_of_rfc8617_5_2() {
+        let two: Vec<_> = [set(1, "none"), set(2, "pass")].concat();
+        assert_eq!(read_fields(&two), Ok(2));
+        // Order in the header does not matter; the numbers do.
+        let mut shuffled = two.clone();
+        shuffled.reverse();
+        assert_eq!(read_fields(&shuffled), Ok(2));
+        assert_eq!(read_fields(&[]), Ok(0));
+        let fifty: Vec<_> = (1..=50)
+            .flat_map(|i| set(i, if i == 1 { "none" } else { "pass" }))
+            .collect();
+        assert_eq!(read_fields(&fifty), Ok(50));
+
+        type Case = (&'static str, Vec<(String, String)>, &'static str);
+        let invalid: Vec<Case> = vec![
+            ("gap", [set(1, "none"), set(3, "pass")].concat(), "gap"),
+            ("no set 1", set(2, "pass"), "gap"),
+            (
+                "duplicate set",
+                [set(1, "none"), set(1, "none")].concat(),
+                "two ARC-Seal",
+            ),
+            ("a lone seal", set(1, "none")[..1].to_vec(), "lacks"),
+            ("cv=pass on set 1", set(1, "pass"), "cv=pass"),
+            (
+                "cv=none above set 1",
+                [set(1, "none"), set(2, "none")].concat(),
+                "cv=none",
+            ),
+            (
+                "cv=fail in the newest",
+                [set(1, "none"), set(2, "fail")].concat(),
+                "cv=fail",
+            ),
+            (
+                "cv=fail below",
+                [set(1, "fail"), set(2, "pass")].concat(),
+                "cv=fail",
+            ),
+            (
+                "51 sets",
+                (1..=51)
+                    .flat_map(|i| set(i, if i == 1 { "none" } else { "pass" }))
+                    .collect(),
+                "ARC header fields",
+            ),
+            (
+                "i=0 in the AMS",
+                vec![(
+                    "ARC-Message-Signature".into(),
+                    " a=rsa-sha256; d=x; s=s; h=from; bh=AAAA; b=AAAA\r\n".into(),
+                )],
+                "i=0",
+            ),
+            (
+                "l= in the AMS",
+                vec![(
+                    "ARC-Message-Signature".into(),
+                    " i=1; l=10; a=rsa-sha256; d=x; s=s; h=from; bh=AAAA; b=AAAA\r\n".into(),
+                )],
+                "l=",
+            ),
+            (
+                "h= in the seal",
+                vec![(
+                    "ARC-Seal".into(),
+                    " i=1; a=rsa-sha256; cv=none; d=x; s=s; h=from; b=AAAA\r\n".into(),
+                )],
+                "malformed ARC-Seal",
+            ),
+            (
+                "an unknown cv",
+                vec![(
+                    "ARC-Seal".into(),
+                    " i=1; a=rsa-sha256; cv=maybe; d=x; s=s; b=AAAA\r\n".into(),
+                )],
+                "malformed ARC-Seal",
+            ),
+            (
+                "white space before the colon does not hide a field",
+                [
+                    set(1, "none"),
+                    vec![("ARC-Seal ".into(), set(1, "none")[0].1.clone())],
+                ]
+                .concat(),
+                "two ARC-Seal",
+            ),
+        ];
+        for (what, fields, why) in invalid {
+            match read_fields(&fields) {
+                Err(reason) => assert!(reason.contains(why), "{what}: {reason}"),
+                Ok(n) => panic!("{what}: read as {n} valid sets"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_flood_of_arc_fields_is_not_parsed_to_the_end() {
+        // 10,000 fields that would each fail to parse: the count stops
+        // reading first.
+        let fields: Vec<(String, String)> = (0..10_000)
+            .map(|_| ("ARC-Seal".to_string(), " garbage\r\n".to_string()))
+            .collect();
+        // The first one is parsed (and fails): malformed, not the count.
+        assert!(read_fields(&fields).unwrap_err().contains("malformed"));
+        let valid_then_flood: Vec<_> = set(1, "none")
+            .into_iter()
+            .cycle()
+            .take(3 * MAX_SETS + 1)
+            .collect();
+        // Duplicates are found first too; a flood of distinct sets hits the
+        // count.
+        assert!(read_fields(&valid_then_flood).is_err());
+        let distinct: Vec<_> = (1..=50)
+            .flat_map(|i| set(i, if i == 1 { "none" } else { "pass" }))
+            .chain(set(1, "none").into_iter().take(1))
+            .collect();
+        assert!(read_fields(&distinct)
+            .unwrap_err()
+            .contains("more than 150 ARC header fields"));
+    }
+}

@@ -224,6 +224,57 @@ pub fn dmarc_error_resinfo(result: &str, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arc::{ArcCheck, ArcResult};
+
+    #[test]
+    fn arc_results_follow_rfc8617() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(arc_resinfo(&ArcCheck::none(), ip("192.0.2.1")), "arc=none");
+        let pass = ArcCheck {
+            result: ArcResult::Pass,
+            reason: None,
+            chain: Vec::new(),
+            oldest_pass: Some(2),
+        };
+        assert_eq!(
+            arc_resinfo(&pass, ip("192.0.2.1")),
+            "arc=pass header.oldest-pass=2 smtp.remote-ip=192.0.2.1"
+        );
+        assert_eq!(
+            arc_resinfo(&pass, ip("2001:db8::1")),
+            "arc=pass header.oldest-pass=2 smtp.remote-ip=\"2001:db8::1\""
+        );
+        assert_eq!(arc_resinfo(&pass, None), "arc=pass header.oldest-pass=2");
+        let fail = ArcCheck {
+            result: ArcResult::Fail,
+            reason: Some("two ARC-Seal fields with i=1; dmarc=pass".into()),
+            chain: Vec::new(),
+            oldest_pass: None,
+        };
+        assert_eq!(
+            arc_resinfo(&fail, ip("192.0.2.1")),
+            "arc=fail reason=\"two ARC-Seal fields with i=1; dmarc=pass\" smtp.remote-ip=192.0.2.1"
+        );
+        let parsed = parse(&format!("mx; {}", arc_resinfo(&fail, ip("192.0.2.1")))).unwrap();
+        assert_eq!(parsed.results.len(), 1, "a reason cannot add a result");
+    }
+
+    #[test]
+    fn comments_cannot_be_closed_early() {
+        assert_eq!(
+            comment_text("arc=pass i=1 sealer=x"),
+            "arc=pass i=1 sealer=x"
+        );
+        assert_eq!(comment_text("a) b=c; (d\\"), "a\\) b=c; \\(d\\\\");
+        assert_eq!(comment_text("a\r\nX-Injected: 1"), "a  X-Injected: 1");
+        let value = format!(
+            "mx; dmarc=fail ({}) header.from=example.com",
+            comment_text(") dmarc=pass (")
+        );
+        let parsed = parse(&value).unwrap();
+        assert_eq!(parsed.results.len(), 1);
+        assert_eq!(parsed.results[0].result, "fail");
+    }
 
     #[test]
     fn values_are_tokens_or_quoted() {
