@@ -751,6 +751,11 @@ async fn our_seals_verify_with_dkimpy_and_with_ourselves() {
         let ended = chains.message("cv-fail");
         let v = verifier.verify(&list_envelope(), &ended).await;
         assert!(sealer.seal(&verifier, &ended, &v).await.is_err());
+        // A message whose first line is a continuation would take our last
+        // field in (found by the arc fuzz target): refused.
+        let folded = [b"\tcontinued\r\n".as_slice(), &original].concat();
+        let v = verifier.verify(&list_envelope(), &folded).await;
+        assert!(sealer.seal(&verifier, &folded, &v).await.is_err());
     }
 }
 

@@ -170,7 +170,9 @@ impl ArcSealer {
     /// [`Error::ArcSeal`] when the message cannot be sealed: its newest seal
     /// says `cv=fail` (RFC 8617 §5.1.2: the chain ends there), it holds 50
     /// sets already, its ARC fields are unreadable (no instance to follow),
-    /// or the chain now reads differently than in the verdict.
+    /// the chain now reads differently than in the verdict, or it has no
+    /// header or starts with a continuation line (our fields on top would
+    /// take it in).
     pub async fn seal(
         &self,
         verifier: &Verifier,
@@ -178,6 +180,13 @@ impl ArcSealer {
         verdict: &Verdict,
     ) -> Result<Vec<(String, String)>, Error> {
         let raw = to_crlf(message);
+        // Our fields go on top: a first line that is a continuation (white
+        // space first) would become part of the last of them.
+        if raw.first().is_some_and(|b| matches!(b, b' ' | b'\t')) {
+            return Err(Error::ArcSeal(
+                "the message starts with a continuation line".into(),
+            ));
+        }
         let parsed = AuthenticatedMessage::parse(&raw)
             .ok_or_else(|| Error::ArcSeal("the message has no header".into()))?;
         let trail = Trail::new(false);
