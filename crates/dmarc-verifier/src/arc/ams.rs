@@ -299,7 +299,11 @@ pub(crate) fn canonical_body(body: &[u8], how: Canonicalization, mut sink: impl 
     let mut line_buf = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let (line, after) = match memchr::memmem::find(rest, b"\r\n") {
+        // The next CRLF (a bare LF or CR is part of the line).
+        let end = memchr::memchr_iter(b'\n', rest)
+            .find(|&i| i > 0 && rest.get(i - 1) == Some(&b'\r'))
+            .map(|i| i - 1);
+        let (line, after) = match end {
             Some(end) => (
                 rest.get(..end).unwrap_or_default(),
                 rest.get(end + 2..).unwrap_or_default(),
@@ -370,6 +374,8 @@ mod tests {
             (b"a \r\n \r\n", b"a \r\n \r\n", b"a\r\n"),
             (b"  \t ", b"  \t \r\n", b""),
             (b"x\ty  z\r\n", b"x\ty  z\r\n", b"x y z\r\n"),
+            (b"a\nb\r\n", b"a\nb\r\n", b"a\nb\r\n"),
+            (b"\n\r\n", b"\n\r\n", b"\n\r\n"),
         ];
         for &(input, simple, relaxed) in cases {
             assert_eq!(body(input, Simple), simple, "simple {input:?}");
