@@ -19,7 +19,7 @@ set -euo pipefail
 fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$fuzz_dir")
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"author_domains from_differential dmarc_record auth_results zone spf verify milter_session"}
+targets=${FUZZ_TARGETS:-"author_domains from_differential dmarc_record auth_results zone spf verify milter_session arc"}
 sanitizer=${FUZZ_SANITIZER:-address}
 
 export RUSTC_BOOTSTRAP=1

@@ -71,6 +71,7 @@ fn forged_ceo_mail_is_rejected() {
          Authentication-Results: check-eml.local;\n\
          \tspf=fail smtp.mailfrom=example.com;\n\
          \tdkim=none;\n\
+         \tarc=none;\n\
          \tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject\n"
     );
 }
@@ -101,9 +102,15 @@ fn forged_ceo_mail_as_json() {
             "discovery": "psl",
             "disposition": "reject",
             "override_reason": null,
+            "override_comment": null,
             "reason": null,
         })
     );
+    assert_eq!(
+        out["arc"],
+        json!({"result": "none", "oldest_pass": null, "chain": []})
+    );
+    assert_eq!(out["override_comment"], Value::Null);
     assert_eq!(out["disposition"], "reject");
     assert_eq!(out["override_reason"], Value::Null);
     assert_eq!(
@@ -118,7 +125,7 @@ fn forged_ceo_mail_as_json() {
     assert_eq!(out["file"], "examples/data/forged.eml");
     assert_eq!(
         out["authentication_results"],
-        "Authentication-Results: check-eml.local;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject"
+        "Authentication-Results: check-eml.local;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tarc=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject"
     );
     // One evaluation: no `evaluations`; no --explain: no `trail`.
     assert!(out.get("evaluations").is_none());
@@ -964,4 +971,298 @@ fn the_comment_shows_what_psl_discovery_applied() {
             .is_some_and(|ar| ar.contains("dmarc=fail (p=reject sp=reject dis=reject)")),
         "{out:#}"
     );
+}
+
+// Indirect mail flows (issue 13): ARC chains made by dkimpy with keys of
+// this run (tools/arc_chains.py), the override options and the JSON
+// contract.
+
+#[path = "../crates/dmarc-verifier/tests/chains/mod.rs"]
+mod chains;
+
+/// Runs check-eml on a chains scenario relayed by the list's host
+/// (198.51.100.7, the list's bounce address), plus `args`.
+fn relayed(scenario: &str, args: &[&str]) -> Run {
+    let chains = chains::Chains::get();
+    let zone = chains.zone_path();
+    let message = chains.path(scenario);
+    let mut all = vec![
+        "--zone",
+        path_str(&zone),
+        "--client-ip",
+        "198.51.100.7",
+        "--helo",
+        "mail.lists.example.org",
+        "--mail-from",
+        "dev-bounces@lists.example.org",
+    ];
+    all.extend_from_slice(args);
+    all.push(path_str(&message));
+    run(&all)
+}
+
+fn relayed_json(scenario: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    relayed(scenario, &all).ok().json()
+}
+
+#[test]
+fn a_trusted_arc_sealer_turns_the_reject_into_accept_in_the_json_contract() {
+    let out = relayed_json(
+        "list-trusted",
+        &["--trusted-arc-sealer", "Lists.Example.ORG"],
+    );
+    assert_eq!(
+        out["arc"],
+        json!({
+            "result": "pass",
+            "oldest_pass": 0,
+            "chain": [{"instance": 1, "sealer": "lists.example.org", "selector": "arc", "cv": "none", "ams": "pass"}],
+        })
+    );
+    assert_eq!(out["dmarc"]["result"], "fail");
+    assert_eq!(out["disposition"], "accept");
+    assert_eq!(out["override_reason"], "trusted_forwarder");
+    assert_eq!(
+        out["override_comment"],
+        "arc=pass i=1 sealer=lists.example.org"
+    );
+    assert_eq!(out["dmarc"]["override_comment"], out["override_comment"]);
+    let ar = out["authentication_results"].as_str().unwrap();
+    assert!(
+        ar.contains("\n\tarc=pass header.oldest-pass=0 smtp.remote-ip=198.51.100.7;\n\tdmarc=fail (p=reject sp=reject dis=none override=trusted_forwarder: arc=pass i=1 sealer=lists.example.org) header.from=example.com"),
+        "{ar}"
+    );
+
+    // Not trusted: rejected, no override.
+    let out = relayed_json("list-trusted", &[]);
+    assert_eq!(
+        (
+            &out["disposition"],
+            &out["override_reason"],
+            &out["override_comment"]
+        ),
+        (&json!("reject"), &Value::Null, &Value::Null),
+        "{out:#}"
+    );
+    assert_eq!(out["arc"]["result"], "pass");
+
+    // The text names the override and lists the chain.
+    let run = relayed(
+        "list-trusted",
+        &["--trusted-arc-sealer", "lists.example.org"],
+    )
+    .ok();
+    let lines = run.lines();
+    assert_eq!(
+        lines[0],
+        "DMARC fail for example.com: p=reject, disposition accept (override: trusted_forwarder: arc=pass i=1 sealer=lists.example.org)"
+    );
+    assert!(
+        lines.contains(&"ARC pass: 1 sets, oldest-pass 0"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&"  i=1 sealed by lists.example.org (s=arc, cv=none), AMS pass"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn what_the_trusted_hop_saw_must_still_be_the_message() {
+    let trust = ["--trusted-arc-sealer", "lists.example.org"];
+    let out = relayed_json("list-then-forwarded", &trust);
+    assert_eq!(out["disposition"], "accept", "{out:#}");
+    assert_eq!(out["arc"]["chain"].as_array().unwrap().len(), 2);
+    assert_eq!(out["arc"]["chain"][1]["cv"], "pass");
+    assert_eq!(out["arc"]["chain"][1]["sealer"], "forwarder.example.net");
+
+    let out = relayed_json("list-then-rewritten", &trust);
+    assert_eq!(out["arc"]["result"], "pass");
+    assert_eq!(out["arc"]["oldest_pass"], 2);
+    assert_eq!(out["arc"]["chain"][0]["ams"], "fail");
+    assert_eq!(out["arc"]["chain"][1]["ams"], "pass");
+    assert_eq!(out["disposition"], "reject", "{out:#}");
+    assert_eq!(out["override_reason"], Value::Null);
+}
+
+#[test]
+fn forged_broken_and_failed_chains_change_nothing() {
+    let trust = [
+        "--trusted-arc-sealer",
+        "lists.example.org",
+        "--trusted-arc-sealer",
+        "forwarder.example.net",
+    ];
+    for (scenario, arc) in [
+        ("forged-aar", "pass"),
+        ("list-aar-fail", "pass"),
+        ("list-broken-after-seal", "fail"),
+        ("cv-fail", "fail"),
+        ("fifty-one", "fail"),
+    ] {
+        let out = relayed_json(scenario, &trust);
+        assert_eq!(out["arc"]["result"], arc, "{scenario}: {out:#}");
+        assert_eq!(out["disposition"], "reject", "{scenario}: {out:#}");
+        assert_eq!(out["override_reason"], Value::Null, "{scenario}");
+        if arc == "fail" {
+            assert_eq!(out["arc"]["oldest_pass"], Value::Null, "{scenario}");
+        }
+    }
+    // Malformed sets are not listed; complete ones are, even when failed.
+    assert_eq!(relayed_json("fifty-one", &trust)["arc"]["chain"], json!([]));
+    let out = relayed_json("cv-fail", &trust);
+    assert_eq!(out["arc"]["chain"][1]["cv"], "fail");
+    let out = relayed_json("fifty", &["--trusted-arc-sealer", "lists.example.org"]);
+    assert_eq!(out["arc"]["chain"].as_array().unwrap().len(), 50);
+    assert_eq!(out["disposition"], "accept");
+}
+
+#[test]
+fn mailing_list_forwarder_and_local_policy_options() {
+    let out = relayed_json("list-dkim", &[]);
+    assert_eq!(
+        (
+            &out["disposition"],
+            &out["override_reason"],
+            &out["override_comment"]
+        ),
+        (
+            &json!("quarantine"),
+            &json!("mailing_list"),
+            &json!("list-id=dev.lists.example.org dkim=pass header.d=lists.example.org")
+        ),
+        "{out:#}"
+    );
+    assert_eq!(
+        relayed_json("list-dkim", &["--mailing-list-action", "accept"])["disposition"],
+        "accept"
+    );
+    assert_eq!(
+        relayed_json("list-dkim", &["--mailing-list-action", "off"])["disposition"],
+        "reject"
+    );
+    assert_eq!(relayed_json("list-id-alone", &[])["disposition"], "reject");
+
+    let out = relayed_json("list-id-alone", &["--trusted-forwarder", "198.51.100.0/24"]);
+    assert_eq!(
+        (
+            &out["disposition"],
+            &out["override_reason"],
+            &out["override_comment"]
+        ),
+        (
+            &json!("accept"),
+            &json!("trusted_forwarder"),
+            &json!("client=198.51.100.7 in 198.51.100.0/24")
+        )
+    );
+    let out = relayed_json(
+        "forwarder-dkim",
+        &["--trusted-forwarder", "dkim:forwarder.example.net"],
+    );
+    assert_eq!(
+        out["override_comment"],
+        "dkim=pass header.d=forwarder.example.net"
+    );
+    assert_eq!(out["disposition"], "accept");
+
+    let out = relayed_json(
+        "list-id-alone",
+        &["--policy-override", "example.com=quarantine"],
+    );
+    assert_eq!(
+        (
+            &out["disposition"],
+            &out["override_reason"],
+            &out["override_comment"]
+        ),
+        (
+            &json!("quarantine"),
+            &json!("local_policy"),
+            &json!("policy_override from_domain=example.com action=quarantine")
+        )
+    );
+}
+
+#[test]
+fn overrides_are_never_applied_to_pass_or_none() {
+    let everything = [
+        "--trusted-arc-sealer",
+        "lists.example.org",
+        "--trusted-forwarder",
+        "0.0.0.0/0",
+        "--mailing-list-action",
+        "accept",
+        "--policy-override",
+        "example.com=accept",
+        "--policy-override",
+        "nodmarc.example=accept",
+    ];
+    let out = relayed_json("original", &everything);
+    assert_eq!(
+        (&out["dmarc"]["result"], &out["override_reason"]),
+        (&json!("pass"), &Value::Null)
+    );
+    let out = relayed_json("nodmarc-forwarded", &everything);
+    assert_eq!(
+        (
+            &out["dmarc"]["result"],
+            &out["arc"]["result"],
+            &out["override_reason"]
+        ),
+        (&json!("none"), &json!("pass"), &Value::Null)
+    );
+}
+
+#[test]
+fn explain_shows_every_override_tried() {
+    let run = relayed("list-id-alone", &["--explain"]).ok();
+    let trail = run
+        .stdout
+        .split("Decision trail:\n")
+        .nth(1)
+        .expect("a decision trail");
+    for tried in [
+        "override trusted ARC sealer for example.com: does not apply: no trusted_arc_sealers",
+        "override trusted forwarder for example.com: does not apply: no trusted_forwarders",
+        "override mailing list for example.com: does not apply: List-Id <dev.lists.example.org> is not authenticated",
+        "override local policy for example.com: does not apply: no policy_override",
+    ] {
+        assert!(trail.contains(tried), "{tried}\n{trail}");
+    }
+    let out = relayed_json(
+        "list-trusted",
+        &["--explain", "--trusted-arc-sealer", "lists.example.org"],
+    );
+    let trail: Vec<&str> = out["trail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        trail.iter().any(|s| s.starts_with(
+            "override trusted ARC sealer for example.com: reject becomes accept (trusted_forwarder: arc=pass i=1 sealer=lists.example.org"
+        )),
+        "{trail:#?}"
+    );
+}
+
+#[test]
+fn bad_override_options_are_usage_errors() {
+    for args in [
+        ["--trusted-arc-sealer", "not a domain"],
+        ["--trusted-forwarder", "forwarder.example.net"],
+        ["--trusted-forwarder", "192.0.2.0/33"],
+        ["--mailing-list-action", "reject"],
+        ["--policy-override", "example.com=reject"],
+        ["--policy-override", "example.com"],
+    ] {
+        let mut all = args.to_vec();
+        all.push("examples/data/forged.eml");
+        let line = run(&all).usage_error();
+        assert!(line.contains(args[0]), "{args:?}: {line}");
+    }
 }

@@ -2,7 +2,10 @@
 //! stderr and exit status 2 by `main`.
 
 use clap::{Parser, ValueEnum};
-use dmarc_verifier::{DiscoveryMethod, PctMode};
+use dmarc_verifier::{
+    message::normalize_domain, DiscoveryMethod, Disposition, PctMode, PolicyOverride,
+    TrustedForwarder,
+};
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
@@ -92,6 +95,38 @@ pub struct Args {
     #[arg(long, value_name = "ID", default_value = DEFAULT_AUTHSERV_ID)]
     pub authserv_id: String,
 
+    /// Trust the ARC sets sealed by this domain (the ARC-Seal's d=;
+    /// repeatable): a chain that passes, whose newest set sealed by it
+    /// recorded dmarc=pass for the From domain and still verifies, turns a
+    /// DMARC failure into accept (override trusted_forwarder).
+    #[arg(long = "trusted-arc-sealer", value_name = "DOMAIN", value_parser = parse_domain)]
+    pub trusted_arc_sealers: Vec<String>,
+
+    /// Trust mail from this client address or network, or with a passing
+    /// DKIM signature of this domain (dkim:DOMAIN; repeatable): a DMARC
+    /// failure becomes accept (override trusted_forwarder).
+    #[arg(
+        long = "trusted-forwarder",
+        value_name = "IP|CIDR|dkim:DOMAIN",
+        value_parser = parse_forwarder
+    )]
+    pub trusted_forwarders: Vec<TrustedForwarder>,
+
+    /// What a DMARC failure becomes for mailing-list mail: a List-Id whose
+    /// domain a passing DKIM signature or SPF pass is aligned with
+    /// (override mailing_list).
+    #[arg(long, value_enum, value_name = "ACTION", default_value = "quarantine")]
+    pub mailing_list_action: ListAction,
+
+    /// What a DMARC failure of this From domain becomes: accept or
+    /// quarantine (DOMAIN=ACTION; repeatable; override local_policy).
+    #[arg(
+        long = "policy-override",
+        value_name = "DOMAIN=ACTION",
+        value_parser = parse_policy_override
+    )]
+    pub policy_overrides: Vec<PolicyOverride>,
+
     /// Print one JSON object instead of text (schema: docs/check-eml.md).
     #[arg(long)]
     pub json: bool,
@@ -151,6 +186,54 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| "expected a number of seconds above 0, such as 5 or 0.5".to_string())
 }
 
+/// `--mailing-list-action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListAction {
+    /// Deliver to quarantine (the default).
+    Quarantine,
+    /// Deliver normally.
+    Accept,
+    /// No mailing-list override.
+    Off,
+}
+
+impl ListAction {
+    /// The library's setting: `None` for off.
+    pub fn disposition(self) -> Option<Disposition> {
+        match self {
+            ListAction::Quarantine => Some(Disposition::Quarantine),
+            ListAction::Accept => Some(Disposition::Accept),
+            ListAction::Off => None,
+        }
+    }
+}
+
+/// A domain name, as DMARC compares it (A-labels, lower case).
+fn parse_domain(text: &str) -> Result<String, String> {
+    normalize_domain(text).map_err(|_| "expected a domain name".to_string())
+}
+
+/// `IP`, `IP/LEN` or `dkim:DOMAIN`.
+fn parse_forwarder(text: &str) -> Result<TrustedForwarder, String> {
+    text.parse()
+}
+
+/// `DOMAIN=accept` or `DOMAIN=quarantine`.
+fn parse_policy_override(text: &str) -> Result<PolicyOverride, String> {
+    let (domain, action) = text
+        .split_once('=')
+        .ok_or("expected DOMAIN=ACTION, such as partner.example=quarantine")?;
+    let action = match action {
+        "accept" => Disposition::Accept,
+        "quarantine" => Disposition::Quarantine,
+        other => return Err(format!("{other:?} is not an action (accept or quarantine)")),
+    };
+    Ok(PolicyOverride {
+        from_domain: parse_domain(domain)?,
+        action,
+    })
+}
+
 /// `IP`, `IP:PORT` or `[IPv6]:PORT`; port 53 when none is given.
 fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -176,6 +259,33 @@ mod tests {
         for bad in ["0", "-1", "x", "inf", "NaN", "7200"] {
             assert!(parse_seconds(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn override_option_forms() {
+        assert_eq!(
+            parse_domain("Lists.Example.ORG."),
+            Ok("lists.example.org".into())
+        );
+        assert!(parse_domain("not a domain").is_err());
+        assert_eq!(
+            parse_policy_override("Partner.example=quarantine"),
+            Ok(PolicyOverride {
+                from_domain: "partner.example".into(),
+                action: Disposition::Quarantine
+            })
+        );
+        for bad in [
+            "partner.example",
+            "partner.example=reject",
+            "=accept",
+            "x y=accept",
+        ] {
+            assert!(parse_policy_override(bad).is_err(), "{bad}");
+        }
+        assert!(parse_forwarder("dkim:forwarder.example.net").is_ok());
+        assert!(parse_forwarder("192.0.2.0/24").is_ok());
+        assert!(parse_forwarder("forwarder.example.net").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! words are the RFC 8601 ones the library's `as_str()` gives.
 
 use crate::Report;
-use dmarc_verifier::{Evaluation, Verdict};
+use dmarc_verifier::{arc::ArcCheck, Evaluation, Verdict};
 use serde_json::{json, Map, Value};
 
 /// The JSON object of one run.
@@ -65,9 +65,11 @@ pub fn render(report: &Report<'_>) -> Value {
             "record": verdict.spf.record,
         },
         "dkim": dkim,
+        "arc": arc_json(&verdict.arc),
         "dmarc": dmarc,
         "disposition": verdict.disposition.as_str(),
         "override_reason": verdict.override_reason.map(|r| r.as_str()),
+        "override_comment": verdict.override_comment,
         "authentication_results": verdict.authentication_results_header("\n"),
     });
     if let Some(object) = out.as_object_mut() {
@@ -85,6 +87,29 @@ pub fn render(report: &Report<'_>) -> Value {
         }
     }
     out
+}
+
+/// The `arc` object: the chain validation status, `oldest-pass` (RFC
+/// 8617 §5.2, for a chain that passed) and each set in instance order.
+fn arc_json(arc: &ArcCheck) -> Value {
+    let chain: Vec<Value> = arc
+        .chain
+        .iter()
+        .map(|set| {
+            json!({
+                "instance": set.instance,
+                "sealer": set.sealer,
+                "selector": set.selector,
+                "cv": set.cv.as_str(),
+                "ams": set.ams.as_str(),
+            })
+        })
+        .collect();
+    json!({
+        "result": arc.result.as_str(),
+        "oldest_pass": arc.oldest_pass,
+        "chain": chain,
+    })
 }
 
 /// The `dmarc` object of one Author Domain.
@@ -106,6 +131,7 @@ fn evaluation_json(evaluation: &Evaluation) -> Value {
         "discovery": evaluation.discovery.as_str(),
         "disposition": evaluation.disposition.as_str(),
         "override_reason": evaluation.override_reason.map(|r| r.as_str()),
+        "override_comment": evaluation.override_comment,
         "reason": evaluation.reason,
     })
 }
@@ -130,6 +156,7 @@ fn no_evaluation_json(verdict: &Verdict, report: &Report<'_>) -> Value {
         "discovery": report.discovery.as_str(),
         "disposition": verdict.disposition.as_str(),
         "override_reason": verdict.override_reason.map(|r| r.as_str()),
+        "override_comment": verdict.override_comment,
         "reason": reason,
     })
 }

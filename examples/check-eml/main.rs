@@ -23,10 +23,17 @@
 //! server (test-dns) and asks only it; `--nameserver IP[:PORT]` asks the
 //! given servers; otherwise the system resolver.
 //!
-//! Output: the verdict line, one line per check with why, the envelope,
-//! notes, then the Authentication-Results header; `--explain` adds the
-//! decision trail, `--json` prints one JSON object instead (schema in
-//! docs/check-eml.md). `RUST_LOG=dmarc_verifier=debug` also logs to stderr.
+//! Indirect mail flows: `--trusted-arc-sealer`, `--trusted-forwarder`,
+//! `--mailing-list-action` and `--policy-override` set the overrides a
+//! receiver applies to mail that failed DMARC (see the library's
+//! `overrides` module); the verdict line names the one applied.
+//!
+//! Output: the verdict line, one line per check with why (ARC when the
+//! message has ARC fields), the envelope, notes, then the
+//! Authentication-Results header; `--explain` adds the decision trail
+//! (with every override tried and why it did or did not apply), `--json`
+//! prints one JSON object instead (schema in docs/check-eml.md).
+//! `RUST_LOG=dmarc_verifier=debug` also logs to stderr.
 //!
 //! Exit status: 0 when the evaluation completed, whatever the verdict; 1
 //! when the tool could not run (no resolver, the in-process DNS server did
@@ -44,7 +51,8 @@ use clap::{error::ErrorKind, Parser};
 use dmarc_verifier::{
     dns::zone::{Zone, ZoneError},
     envelope::{Inferred, KnownEnvelope},
-    DiscoveryMethod, DnsConfig, Error, Nameservers, Verdict, Verifier, VerifierConfig,
+    DiscoveryMethod, DnsConfig, Error, Nameservers, OverrideConfig, Verdict, Verifier,
+    VerifierConfig,
 };
 use std::{io::Write, process::ExitCode};
 use test_dns::TestDns;
@@ -194,6 +202,13 @@ async fn run(args: &Args) -> Result<String, Failure> {
             nameservers,
             timeout: args.dns_timeout.unwrap_or(DnsConfig::default().timeout),
             ..DnsConfig::default()
+        },
+        overrides: OverrideConfig {
+            trusted_arc_sealers: args.trusted_arc_sealers.clone(),
+            trusted_forwarders: args.trusted_forwarders.clone(),
+            mailing_list_action: args.mailing_list_action.disposition(),
+            policy_overrides: args.policy_overrides.clone(),
+            ..OverrideConfig::default()
         },
         ..VerifierConfig::default()
     };

@@ -4,8 +4,10 @@
 
 use crate::Report;
 use dmarc_verifier::{
-    alignment::Alignment, envelope::Inferred, DkimCheck, DkimResult, DmarcResult, Evaluation,
-    SpfCheck, SpfResult, SpfScope,
+    alignment::Alignment,
+    arc::{ArcCheck, ArcResult},
+    envelope::Inferred,
+    DkimCheck, DkimResult, DmarcResult, Evaluation, SpfCheck, SpfResult, SpfScope,
 };
 use std::{fmt::Write as _, net::IpAddr};
 
@@ -16,9 +18,13 @@ pub fn render(report: &Report<'_>) -> String {
     let decisive = verdict.decisive_evaluation();
 
     // The verdict.
-    let disposition = match verdict.override_reason {
-        Some(reason) => format!("disposition {} (override: {reason})", verdict.disposition),
-        None => format!("disposition {}", verdict.disposition),
+    let disposition = match (verdict.override_reason, &verdict.override_comment) {
+        (Some(reason), Some(comment)) => format!(
+            "disposition {} (override: {reason}: {comment})",
+            verdict.disposition
+        ),
+        (Some(reason), None) => format!("disposition {} (override: {reason})", verdict.disposition),
+        (None, _) => format!("disposition {}", verdict.disposition),
     };
     match (&verdict.author_domains, verdict.evaluations.as_slice()) {
         (Err(error), _) => line(
@@ -82,6 +88,9 @@ pub fn render(report: &Report<'_>) -> String {
             .and_then(|e| e.dkim_alignments.get(i))
             .and_then(Option::as_ref);
         line(&mut out, dkim_line(check, alignment));
+    }
+    if verdict.arc.result != ArcResult::None {
+        arc_lines(&mut out, &verdict.arc);
     }
 
     out.push('\n');
@@ -222,6 +231,36 @@ fn dkim_line(check: &DkimCheck, alignment: Option<&Alignment>) -> String {
         let _ = write!(text, ", {}", aligned_with(alignment));
     }
     text
+}
+
+/// `ARC pass: 2 sets, oldest-pass 0` or `ARC fail: why`, then one
+/// indented line per set: `i=1 sealed by lists.example.org (s=arc,
+/// cv=none), AMS pass`.
+fn arc_lines(out: &mut String, arc: &ArcCheck) {
+    let head = match (&arc.reason, arc.oldest_pass) {
+        (Some(reason), _) => format!("ARC {}: {reason}", arc.result.as_str()),
+        (None, Some(oldest)) => format!(
+            "ARC {}: {} sets, oldest-pass {oldest}",
+            arc.result.as_str(),
+            arc.chain.len()
+        ),
+        (None, None) => format!("ARC {}", arc.result.as_str()),
+    };
+    line(out, head);
+    for set in &arc.chain {
+        let mut text = format!(
+            "  i={} sealed by {} (s={}, cv={}), AMS {}",
+            set.instance,
+            set.sealer,
+            set.selector,
+            set.cv.as_str(),
+            set.ams.as_str()
+        );
+        if let Some(reason) = &set.ams_reason {
+            let _ = write!(text, ": {reason}");
+        }
+        line(out, text);
+    }
 }
 
 /// `aligned with example.com (relaxed: ...)` or `not aligned with ...`.

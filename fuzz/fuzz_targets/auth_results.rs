@@ -56,6 +56,7 @@ fn check_format(parts: &[&str]) {
         key_bits: None,
         b_prefix: get(3).to_string(),
         reason: Some(get(4).to_string()),
+        body_hash: None,
     };
     let mut ar = AuthResults::new(id);
     ar.push(auth_results::dkim_resinfo(&check));

@@ -6,7 +6,10 @@
 //! raw text gives the same record.
 #![no_main]
 
-use dmarc_verifier::record::{DmarcRecord, Policy};
+use dmarc_verifier::{
+    record::{DmarcRecord, Policy},
+    DiscoveryMethod,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(record.raw(), text);
     assert!(record.pct() <= 100, "pct {}", record.pct());
-    let rfc9989 = record.effective_policies(true);
-    let rfc7489 = record.effective_policies(false);
+    let rfc9989 = record.effective_policies(DiscoveryMethod::TreeWalk);
+    let rfc7489 = record.effective_policies(DiscoveryMethod::Psl);
     if rfc9989.is_some() {
         assert!(rfc7489.is_some(), "np made RFC 7489 processing stop");
     }

@@ -187,6 +187,40 @@ def milter_session():
     write("milter_session", b"\x03" + framed)
 
 
+ARC_SET = (
+    b"ARC-Seal: i={i}; a=ed25519-sha256; cv={cv}; d=fwd.example; s=s; t=1718000000;\r\n"
+    b" b=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
+    b"ARC-Message-Signature: i={i}; a=ed25519-sha256; c=relaxed/relaxed; d=fwd.example; s=s;\r\n"
+    b" h=from:to:subject:date; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
+    b" b=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n"
+    b"ARC-Authentication-Results: i={i}; mx.fwd.example;\r\n"
+    b" dmarc=pass header.from=example.com\r\n"
+)
+
+
+def arc_set(i, cv):
+    return ARC_SET.replace(b"{i}", str(i).encode()).replace(b"{cv}", cv)
+
+
+def arc():
+    """Mode byte, then: fields on top (0), the ARC fields (1), header
+    edits as (offset u16 LE, byte) (2), body appended (3)."""
+    write("arc", b"\x00" + arc_set(3, b"pass"))
+    write("arc", b"\x00" + arc_set(1, b"none"))
+    write("arc", b"\x00" + arc_set(51, b"pass"))
+    write("arc", b"\x00ARC-Seal: i=2; cv=fail; a=rsa-sha256; d=x.example; s=s; b=AAAA\r\n")
+    write("arc", b"\x00" + b"ARC-Seal : i=1\r\n" * 20)
+    write("arc", b"\x01" + arc_set(1, b"none"))
+    write("arc", b"\x01" + arc_set(1, b"none") + arc_set(2, b"pass"))
+    write("arc", b"\x01" + arc_set(2, b"pass"))
+    write("arc", b"\x01" + arc_set(1, b"none") + arc_set(1, b"none"))
+    write("arc", b"\x01")
+    for offset, byte in [(10, b"9"), (40, b"X"), (300, b"A"), (700, b"2"), (1200, b";")]:
+        write("arc", b"\x02" + struct.pack("<H", offset) + byte)
+    write("arc", b"\x03appended after the seals\r\n")
+    write("arc", b"\x03")
+
+
 if __name__ == "__main__":
     author_domains()
     dmarc_record()
@@ -195,6 +229,7 @@ if __name__ == "__main__":
     spf()
     verify()
     milter_session()
+    arc()
     for folder in sorted(p for p in HERE.iterdir() if p.is_dir()):
         files = list(folder.iterdir())
         print(f"{folder.name}: {len(files)} seeds, {sum(f.stat().st_size for f in files)} bytes")

@@ -189,3 +189,131 @@ pub fn milter_world() -> &'static MilterWorld {
         }
     })
 }
+
+/// The ARC sealers of the `arc` target: `arc.example` (trusted) and
+/// `fwd.example`, Ed25519 keys made from fixed seeds, so the zone is the
+/// same in every run (their seals, with the time in `t=`, are not).
+const ARC_SEEDS: [(&str, [u8; 32]); 2] = [("arc.example", [7; 32]), ("fwd.example", [9; 32])];
+
+/// The verifier and the sealed message of the `arc` target.
+pub struct ArcWorld {
+    /// Runtime and DNS server (the keys of `ARC_SEEDS` added to the zone).
+    pub dns: Dns,
+    /// Trusts `arc.example` as a sealer.
+    pub verifier: Verifier,
+    /// The relay's envelope: 198.51.100.7, `list-bounces@fwd.example`.
+    pub envelope: Envelope,
+    /// A message from example.com (`p=reject`) whose DKIM signature passed
+    /// at arc.example, which then changed the body (a list footer) and
+    /// sealed i=1 recording dmarc=pass; fwd.example sealed i=2. It fails
+    /// DMARC here, and the trusted sealer's override applies.
+    pub base: Vec<u8>,
+    /// The sealer of `fwd.example` (`s=s`), to seal fuzzed messages.
+    pub sealer: dmarc_verifier::arc::ArcSealer,
+}
+
+/// `label` PEM of `der`.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// The ARC world, built on first use.
+pub fn arc_world() -> &'static ArcWorld {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+    use base64::Engine;
+    static WORLD: OnceLock<ArcWorld> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let mut zone = zone_text();
+        let mut sealers = Vec::new();
+        for (domain, seed) in ARC_SEEDS {
+            let pair = Ed25519KeyPair::from_seed_unchecked(&seed).expect("fuzz set-up: key");
+            let public = base64::engine::general_purpose::STANDARD.encode(pair.public_key().as_ref());
+            zone.push_str(&format!(
+                "s._domainkey.{domain}. IN TXT \"v=DKIM1; k=ed25519; p={public}\"\n"
+            ));
+            let pkcs8 = pair.to_pkcs8().expect("fuzz set-up: PKCS #8");
+            sealers.push(
+                dmarc_verifier::arc::ArcSealer::from_pem(domain, "s", &pem("PRIVATE KEY", pkcs8.as_ref()))
+                    .expect("fuzz set-up: sealer"),
+            );
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("fuzz set-up: runtime");
+        let server = rt
+            .block_on(TestDns::start(&zone))
+            .expect("fuzz set-up: test DNS server");
+        let dns = Dns { rt, server };
+        let config = VerifierConfig {
+            authserv_id: AUTHSERV_ID.to_string(),
+            psl_path: Some(psl_path()),
+            pct_draw: Some(0),
+            dns: DnsConfig {
+                nameservers: Nameservers::Explicit(vec![dns.server.addr()]),
+                timeout: Duration::from_millis(500),
+                attempts: 1,
+                ..DnsConfig::default()
+            },
+            overrides: dmarc_verifier::OverrideConfig {
+                trusted_arc_sealers: vec!["arc.example".to_string()],
+                ..dmarc_verifier::OverrideConfig::default()
+            },
+            ..VerifierConfig::default()
+        };
+        let envelope = Envelope::new(
+            "198.51.100.7".parse().expect("literal address"),
+            "mail.fwd.example",
+            "list-bounces@fwd.example",
+        );
+        let original = std::fs::read(repo().join("crates/dmarc-verifier/tests/data/dkim-pass-rsa.eml"))
+            .expect("fuzz set-up: dkim-pass-rsa.eml");
+        let (verifier, base) = dns.rt.block_on(async {
+            let verifier = Verifier::new(config).expect("fuzz set-up: verifier");
+            let [list, forwarder] = &sealers[..] else {
+                panic!("fuzz set-up: two sealers");
+            };
+            let saw = verifier.verify(&envelope, &original).await;
+            assert_eq!(saw.dmarc, dmarc_verifier::DmarcResult::Pass, "fuzz set-up: the original passes");
+            let mut changed = original.clone();
+            changed.extend_from_slice(b"--\r\nthe list's footer\r\n");
+            let once = sealed(&list.seal(&verifier, &changed, &saw).await.expect("fuzz set-up: seal 1"), &changed);
+            let verdict = verifier.verify(&envelope, &once).await;
+            let twice = sealed(&forwarder.seal(&verifier, &once, &verdict).await.expect("fuzz set-up: seal 2"), &once);
+            let check = verifier.verify(&envelope, &twice).await;
+            assert_eq!(
+                check.override_reason,
+                Some(dmarc_verifier::OverrideReason::TrustedForwarder),
+                "fuzz set-up: the base message gets the override: {:?}",
+                check.trail
+            );
+            (verifier, twice)
+        });
+        let sealer = sealers.pop().expect("fuzz set-up: fwd.example's sealer");
+        ArcWorld {
+            dns,
+            verifier,
+            envelope,
+            base,
+            sealer,
+        }
+    })
+}
+
+/// `fields` (ARC-Seal first) on top of `message`.
+pub fn sealed(fields: &[(String, String)], message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 2048);
+    for (name, value) in fields {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(message);
+    out
+}

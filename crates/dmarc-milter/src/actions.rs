@@ -18,6 +18,9 @@ pub struct Outcome {
     pub auth_results: Option<String>,
     /// What happens to the message.
     pub action: Action,
+    /// Our ARC set (ARC-Seal first) to put on top of a delivered message,
+    /// above our Authentication-Results; empty when we do not seal.
+    pub arc_set: Vec<(String, String)>,
 }
 
 /// What happens to a message.
@@ -76,8 +79,10 @@ const TEMPFAIL_STATUS: &str = "4.7.5";
 /// Carries out `outcome` and returns the status to send.
 ///
 /// For a delivered message (accept, hold) the forged fields are deleted in
-/// reverse index order before our field, if any, is inserted at index 0.
-/// A refused message is not changed: the MTA discards it.
+/// reverse index order before our field is inserted at index 0, then our
+/// ARC set, when there is one, above it (RFC 8617 §5.1: the seal covers the
+/// message with our Authentication-Results). A refused message is not
+/// changed: the MTA discards it.
 ///
 /// # Errors
 ///
@@ -108,6 +113,13 @@ pub(crate) async fn apply(
     if let Some(auth_results) = &outcome.auth_results {
         actions
             .insert_header(0, AUTH_RESULTS, header_value(auth_results, leading_space))
+            .await?;
+    }
+    // Inserted at the top one after the other, last first: ARC-Seal ends
+    // up first.
+    for (name, value) in outcome.arc_set.iter().rev() {
+        actions
+            .insert_header(0, name.as_str(), header_value(value, leading_space))
             .await?;
     }
     if let Action::Hold(reason) = &outcome.action {

@@ -36,10 +36,12 @@ use std::{
 };
 use toml::{Spanned, Value};
 
+mod indirect;
 #[cfg(test)]
 mod tests;
 
 pub use crate::cli::DEFAULT_CONFIG_PATH;
+pub use indirect::ArcSealConfig;
 
 /// Every key the file may hold. README.md and the sample configuration
 /// document each one (a test checks the sample mentions them all).
@@ -111,6 +113,14 @@ pub const KEYS: &[&str] = &[
     // Observability (issue 15).
     "log_format",
     "metrics_listen",
+    // Indirect mail flows (issue 13).
+    "trusted_arc_sealers",
+    "arc_override_action",
+    "trusted_forwarders",
+    "trusted_forwarder_action",
+    "mailing_list_action",
+    "policy_override",
+    "arc_seal",
 ];
 
 /// Default `max_forged_authentication_results`.
@@ -423,6 +433,9 @@ pub struct Config {
     pub add_header_to_skipped: bool,
     /// Reporting, when `report_store` is set.
     pub reporting: Option<ReportingConfig>,
+    /// Our ARC sealing, when `[arc_seal]` is set (the overrides of
+    /// indirect flows are in `verifier.overrides`).
+    pub arc_seal: Option<ArcSealConfig>,
 }
 
 impl Config {
@@ -720,6 +733,7 @@ impl Config {
         }
         let add_header_to_skipped = raw.boolean("add_header_to_skipped")?.unwrap_or(false);
 
+        let arc_seal = indirect::build(&mut raw, &mut verifier.overrides)?;
         let reporting = build_reporting(&mut raw, &verifier)?;
 
         if let Some((key, entry)) = raw.entries.iter().next() {
@@ -749,6 +763,7 @@ impl Config {
             ignore_from_domains,
             add_header_to_skipped,
             reporting,
+            arc_seal,
         };
         config
             .verifier

@@ -157,6 +157,7 @@ pub(crate) async fn decide(
                     "Too many Authentication-Results header fields claiming {} ({forged}, at most {max})",
                     context.authserv_id
                 )),
+                arc_set: Vec::new(),
             },
             checked: Checked::TooManyForged { forged, max },
         };
@@ -171,6 +172,7 @@ pub(crate) async fn decide(
                 delete,
                 auth_results: header,
                 action: Action::Accept,
+                arc_set: Vec::new(),
             },
             checked: Checked::Skipped(skip),
         };
@@ -194,6 +196,7 @@ pub(crate) async fn decide(
             delete,
             auth_results: Some(verdict.authentication_results.clone()),
             action,
+            arc_set: Vec::new(),
         },
         checked: Checked::Verified(Box::new(verdict)),
     }
@@ -273,6 +276,7 @@ fn too_large(context: &Context, delete: Vec<i32>, verdict: Verdict) -> Decision 
             delete,
             auth_results: Some(ar.value()),
             action: Action::Accept,
+            arc_set: Vec::new(),
         },
         checked: Checked::TooLarge {
             verdict: Box::new(verdict),

@@ -55,6 +55,7 @@ pub mod logging;
 mod message;
 pub mod metrics;
 pub mod reporting;
+mod sealing;
 mod session;
 pub mod socket;
 mod state;

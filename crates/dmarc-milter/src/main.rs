@@ -71,8 +71,14 @@ fn main() -> ExitCode {
             }
         }
         // Building the verifier also loads the Public Suffix List and the
-        // resolver configuration.
-        return match runtime.block_on(async { config.verifier().map(drop) }) {
+        // resolver configuration; the ARC sealing key is read and its
+        // permissions checked.
+        return match runtime.block_on(async {
+            config
+                .verifier()
+                .map(drop)
+                .and_then(|()| config.arc_sealer().map(drop))
+        }) {
             Ok(()) => {
                 println!("{}: configuration OK", args.config.display());
                 ExitCode::SUCCESS

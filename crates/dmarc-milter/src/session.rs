@@ -16,6 +16,7 @@ use crate::{
     message::MessageBuffer,
     metrics::{MessageOutcome, Metrics},
     reporting::{self, MessageFacts},
+    sealing,
     state::{Active, InflightGuard, Shared},
     Error,
 };
@@ -401,7 +402,20 @@ impl Session {
                 );
             }
         }
-        Ok(decision.outcome)
+        let mut outcome = decision.outcome;
+        if let Checked::Verified(verdict) = &decision.checked {
+            outcome.arc_set = sealing::seal(
+                t.active.sealer.as_deref(),
+                &verifier,
+                &t.buffer.raw(),
+                &outcome.delete,
+                verdict,
+                &outcome.action,
+                queue_id,
+            )
+            .await;
+        }
+        Ok(outcome)
     }
 
     /// Hands the verdict and what was done to reporting, with the report
@@ -489,6 +503,9 @@ fn log_verdict(client: &str, verdict: &Verdict, action: &Action, config: &Config
             dmarc_reason = reasons.dmarc.as_deref(),
             disposition = disposition,
             would = would.as_str(),
+            arc = verdict.arc.result.as_str(),
+            override_reason = verdict.override_reason.map(|r| r.as_str()),
+            override_comment = verdict.override_comment.as_deref(),
             "verdict (dry run)"
         );
     } else {
@@ -504,6 +521,9 @@ fn log_verdict(client: &str, verdict: &Verdict, action: &Action, config: &Config
             dmarc = verdict.dmarc.as_str(),
             dmarc_reason = reasons.dmarc.as_deref(),
             disposition = if quarantine_header_only { "quarantine-header-only" } else { disposition },
+            arc = verdict.arc.result.as_str(),
+            override_reason = verdict.override_reason.map(|r| r.as_str()),
+            override_comment = verdict.override_comment.as_deref(),
             "verdict"
         );
     }

@@ -9,7 +9,7 @@ use crate::{
     metrics::Metrics,
     reporting::Reporting,
 };
-use dmarc_verifier::Verifier;
+use dmarc_verifier::{arc::ArcSealer, Verifier};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc, PoisonError, RwLock,
@@ -17,22 +17,26 @@ use std::sync::{
 use tokio::sync::watch;
 
 /// A configuration and the verifier built from it (one DNS cache for every
-/// authserv-id: the id is given per message).
+/// authserv-id: the id is given per message), with the ARC sealer of
+/// `[arc_seal]`.
 #[derive(Debug)]
 pub(crate) struct Active {
     pub(crate) config: Arc<Config>,
     verifier: Arc<Verifier>,
+    pub(crate) sealer: Option<Arc<ArcSealer>>,
 }
 
 impl Active {
-    /// Builds the verifier, reporting its DNS activity to `dns`; fails for
-    /// a configuration that cannot serve.
+    /// Builds the verifier, reporting its DNS activity to `dns`, and reads
+    /// the sealing key; fails for a configuration that cannot serve.
     pub(crate) fn new(config: Config, dns: &Arc<DnsHealth>) -> Result<Active, ConfigError> {
         let verifier = Arc::new(config.verifier_observed(Arc::clone(dns) as _)?);
+        let sealer = config.arc_sealer()?.map(Arc::new);
         dns.set_resolvers(&config);
         Ok(Active {
             config: Arc::new(config),
             verifier,
+            sealer,
         })
     }
 

@@ -14,10 +14,10 @@ use tokio::io::AsyncWriteExt;
 const AR: &str = "Authentication-Results";
 
 /// Our header for the newsletter: DKIM pass for example.com, aligned.
-const NEWSLETTER_AR: &str = " mx.test.example;\n\tspf=pass smtp.mailfrom=bounce.example.net;\n\tdkim=pass header.d=example.com header.s=news2048 header.b=jiYhJP1T;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject";
+const NEWSLETTER_AR: &str = " mx.test.example;\n\tspf=pass smtp.mailfrom=bounce.example.net;\n\tdkim=pass header.d=example.com header.s=news2048 header.b=jiYhJP1T;\n\tarc=none;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject";
 
 /// Our header for subdomain.eml: sp=quarantine applies.
-const SUBDOMAIN_AR: &str = " mx.test.example;\n\tspf=none smtp.mailfrom=billing.example.com;\n\tdkim=none;\n\tdmarc=fail (p=reject sp=quarantine dis=quarantine) header.from=billing.example.com policy.dmarc=quarantine";
+const SUBDOMAIN_AR: &str = " mx.test.example;\n\tspf=none smtp.mailfrom=billing.example.com;\n\tdkim=none;\n\tarc=none;\n\tdmarc=fail (p=reject sp=quarantine dis=quarantine) header.from=billing.example.com policy.dmarc=quarantine";
 
 fn insert(value: &str) -> EomAction {
     EomAction::InsertHeader {
@@ -205,7 +205,7 @@ async fn dry_run_only_adds_the_header() {
     assert_eq!(status, Status::Accept);
     assert_eq!(
         actions,
-        vec![insert(" mx.test.example;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject")]
+        vec![insert(" mx.test.example;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tarc=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject")]
     );
     milter.stop().await.unwrap();
 }

@@ -14,6 +14,8 @@
 //! with a loud message, unless `DMARC_MILTER_E2E=require` is set: then it
 //! fails.
 
+#[path = "../../dmarc-verifier/tests/chains/mod.rs"]
+mod chains;
 mod common;
 
 use common::*;
@@ -374,7 +376,7 @@ async fn postfix_end_to_end() {
     let delivered = std::fs::read_to_string(&postfix.delivered()[0]).expect("read");
     let fields = header_fields(&delivered);
     let ours = format!(
-        "Authentication-Results: {MYHOSTNAME};\n\tspf=pass smtp.mailfrom=bounce.example.net;\n\tdkim=pass header.d=example.com header.s=news2048 header.b=jiYhJP1T;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
+        "Authentication-Results: {MYHOSTNAME};\n\tspf=pass smtp.mailfrom=bounce.example.net;\n\tdkim=pass header.d=example.com header.s=news2048 header.b=jiYhJP1T;\n\tarc=none;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
     );
     let ar: Vec<&String> = fields
         .iter()
@@ -714,5 +716,93 @@ async fn forged_results_go_and_nothing_else_behind_another_milter() {
     postfix.stop().await;
     drop(postfix);
     let _ = stop_inserter.send(());
+}
+
+/// Indirect mail flows (issue 13) through a real Postfix: a list's message
+/// sealed by a trusted sealer is delivered with `arc=pass` and the override
+/// in our header, and our own ARC seal on the delivered message (above our
+/// header) validates with dkimpy, an independent implementation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postfix_delivers_trusted_list_mail_sealed() {
+    let Some(tools) = tools() else { return };
+    let chains = chains::Chains::get();
+    let work = TempDir::new("e2e-arc");
+    let (key, record) = openssl_key(work.path());
+    let zone = format!(
+        "{}\narc2026._domainkey.e2e.test. 300 IN TXT {record}\n",
+        chains.zone()
+    );
+    let zone_file = work.path().join("zone");
+    std::fs::write(&zone_file, &zone).expect("zone");
+    let dns = test_dns::TestDns::start(&zone).await.expect("test DNS");
+    let milter = Milter::start_with_dns(
+        dns,
+        &format!(
+            "trusted_arc_sealers = [\"lists.example.org\"]\n[arc_seal]\ndomain = \"e2e.test\"\nselector = \"arc2026\"\nkey_file = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .await;
+    let postfix = Postfix::create(tools, &format!("inet:{}", milter.addr));
+    postfix.start().await;
+
+    // A forged ARC-Authentication-Results sealed by someone else: rejected,
+    // nothing added.
+    let out = postfix.swaks(
+        "198.51.100.7",
+        "mail.lists.example.org",
+        "dev-bounces@lists.example.org",
+        &chains.path("forged-aar"),
+    );
+    assert!(
+        out.contains("<** 550 5.7.1 DMARC policy of example.com rejects this message"),
+        "swaks:\n{out}\nmaillog:\n{}",
+        postfix.maillog()
+    );
+
+    let out = postfix.swaks(
+        "198.51.100.7",
+        "mail.lists.example.org",
+        "dev-bounces@lists.example.org",
+        &chains.path("list-trusted"),
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued"), "swaks:\n{out}");
+    wait_until("delivery", async || !postfix.delivered().is_empty()).await;
+    let delivered = std::fs::read_to_string(&postfix.delivered()[0]).expect("read");
+    let fields = header_fields(&delivered);
+    let ours = fields
+        .iter()
+        .find(|f| f.starts_with(&format!("Authentication-Results: {MYHOSTNAME};")))
+        .unwrap_or_else(|| panic!("our header:\n{delivered}"));
+    assert!(
+        ours.contains("\n\tarc=pass header.oldest-pass=0 smtp.remote-ip=198.51.100.7;\n\tdmarc=fail (p=reject sp=reject dis=none override=trusted_forwarder: arc=pass i=1 sealer=lists.example.org) header.from=example.com"),
+        "{ours}"
+    );
+    // Our set is on top of our header, ARC-Seal first.
+    let position = |prefix: &str| {
+        fields
+            .iter()
+            .position(|f| f.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix}:\n{delivered}"))
+    };
+    let seal = position("ARC-Seal: i=2;");
+    let ams = position("ARC-Message-Signature: i=2;");
+    let aar = position(&format!(
+        "ARC-Authentication-Results: i=2;\n\t{MYHOSTNAME};"
+    ));
+    let ar = position(&format!("Authentication-Results: {MYHOSTNAME};"));
+    assert!(seal < ams && ams < aar && aar < ar, "{delivered}");
+    assert!(fields[seal].contains("d=e2e.test") && fields[seal].contains("cv=pass"));
+
+    let dkimpy: serde_json::Value =
+        serde_json::from_str(&chains.dkimpy_verify(&zone_file, delivered.as_bytes()))
+            .expect("dkimpy JSON");
+    assert_eq!(dkimpy["cv"], "pass", "{dkimpy}\n{delivered}");
+    assert_eq!(dkimpy["instances"][0]["d"], "e2e.test", "{dkimpy}");
+    assert_eq!(dkimpy["instances"][0]["ams"], true, "{dkimpy}");
+    assert_eq!(dkimpy["instances"][1]["d"], "lists.example.org", "{dkimpy}");
+
+    postfix.stop().await;
+    drop(postfix);
     milter.stop().await.expect("clean stop");
 }

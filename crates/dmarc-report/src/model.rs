@@ -716,9 +716,22 @@ fn override_of(reason: OverrideReason, evaluation: &dmarc_verifier::Evaluation) 
             kind: OverrideWord::PolicyTestMode,
             comment: None,
         },
+        // The comment of an override of an indirect mail flow is the one
+        // the A-R and the verdict log line show.
         OverrideReason::LocalPolicy => PolicyOverride {
             kind: OverrideWord::LocalPolicy,
-            comment: evaluation.reason.clone(),
+            comment: evaluation
+                .override_comment
+                .clone()
+                .or_else(|| evaluation.reason.clone()),
+        },
+        OverrideReason::TrustedForwarder => PolicyOverride {
+            kind: OverrideWord::TrustedForwarder,
+            comment: evaluation.override_comment.clone(),
+        },
+        OverrideReason::MailingList => PolicyOverride {
+            kind: OverrideWord::MailingList,
+            comment: evaluation.override_comment.clone(),
         },
         OverrideReason::Other => PolicyOverride {
             kind: OverrideWord::Other,

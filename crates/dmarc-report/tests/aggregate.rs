@@ -836,3 +836,178 @@ fn the_report_mail_is_well_formed_mime() {
     assert_eq!(gz, report.gzip());
     assert_eq!(gunzip(&gz), report.to_xml());
 }
+
+/// A verdict as the verifier gives it for a message from example.com
+/// (`p=reject`) that failed DMARC and was let through by an override of an
+/// indirect mail flow.
+fn overridden_verdict(
+    reason: dmarc_verifier::OverrideReason,
+    comment: &str,
+    disposition: dmarc_verifier::Disposition,
+) -> dmarc_verifier::Verdict {
+    use dmarc_verifier::{
+        arc::ArcCheck,
+        policy::{apply_pct_and_t, PolicySource},
+        DiscoveryMethod, DkimCheck, DkimResult, DmarcRecord, DmarcResult, Evaluation, PctMode,
+        Policy, SpfCheck, SpfResult, SpfScope, Verdict,
+    };
+    let record = DmarcRecord::parse("v=DMARC1; p=reject").unwrap();
+    let evaluation = Evaluation {
+        author_domain: "example.com".into(),
+        result: DmarcResult::Fail,
+        discovery: DiscoveryMethod::Psl,
+        policy_domain: Some("example.com".into()),
+        org_domain: Some("example.com".into()),
+        record: Some(std::sync::Arc::new(record)),
+        policy: Some(apply_pct_and_t(
+            Policy::Reject,
+            PolicySource::P,
+            100,
+            false,
+            PctMode::Honor,
+            0,
+        )),
+        spf_alignment: None,
+        dkim_alignments: vec![None],
+        spf_aligned: false,
+        dkim_aligned: false,
+        disposition,
+        override_reason: Some(reason),
+        override_comment: Some(comment.into()),
+        reason: None,
+        dns_failure: None,
+    };
+    Verdict {
+        spf: SpfCheck {
+            result: SpfResult::Fail,
+            domain: "lists.example.org".into(),
+            scope: SpfScope::MailFrom,
+            reason: None,
+            record: None,
+        },
+        dkim: vec![DkimCheck {
+            result: DkimResult::Fail,
+            domain: "example.com".into(),
+            selector: "s1".into(),
+            algorithm: "rsa-sha256".into(),
+            key_bits: None,
+            b_prefix: "abcdefgh".into(),
+            reason: Some("body hash did not verify".into()),
+            body_hash: Some(false),
+        }],
+        arc: ArcCheck::none(),
+        author_domains: Ok(vec!["example.com".into()]),
+        evaluations: vec![evaluation],
+        decisive: Some(0),
+        dmarc: DmarcResult::Fail,
+        disposition,
+        override_reason: Some(reason),
+        override_comment: Some(comment.into()),
+        authentication_results: String::new(),
+        trail: Vec::new(),
+        shadow: Vec::new(),
+    }
+}
+
+#[test]
+fn override_reasons_of_indirect_flows_reach_the_report_with_their_comment() {
+    use dmarc_verifier::{Disposition, Envelope, OverrideReason};
+    let cases = [
+        (
+            OverrideReason::TrustedForwarder,
+            "arc=pass i=1 sealer=lists.example.org",
+            Disposition::Accept,
+            "198.51.100.7",
+            "trusted_forwarder",
+        ),
+        (
+            OverrideReason::MailingList,
+            "list-id=dev.lists.example.org dkim=pass header.d=lists.example.org",
+            Disposition::Quarantine,
+            "198.51.100.8",
+            "mailing_list",
+        ),
+        (
+            OverrideReason::LocalPolicy,
+            "policy_override from_domain=example.com action=quarantine",
+            Disposition::Quarantine,
+            "198.51.100.9",
+            "local_policy",
+        ),
+    ];
+    let mut records = Vec::new();
+    for (reason, comment, disposition, ip, _) in &cases {
+        let verdict = overridden_verdict(*reason, comment, *disposition);
+        let envelope = Envelope::new(
+            ip.parse().unwrap(),
+            "mail.lists.example.org",
+            "b@lists.example.org",
+        );
+        let mut from = EvaluationRecord::from_verdict(
+            &verdict,
+            &envelope,
+            BEGIN + 60,
+            &dmarc_report::model::RecordOptions::default(),
+            None,
+        )
+        .records;
+        assert_eq!(from.len(), 1);
+        assert_eq!(
+            from[0].reasons,
+            vec![PolicyOverride {
+                kind: reason.as_str().parse().unwrap(),
+                comment: Some(comment.to_string()),
+            }]
+        );
+        records.append(&mut from);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for format in [ReportFormat::Rfc9990, ReportFormat::Rfc7489] {
+        let report =
+            AggregateReport::build(&reporter(), "example.com", BEGIN, END, &records, format)
+                .unwrap();
+        let xml = report.to_xml();
+        for (_, comment, _, _, word) in &cases {
+            assert!(
+                xml.contains(&format!(
+                    "<reason>\n          <type>{word}</type>\n          <comment>{comment}</comment>\n        </reason>"
+                )),
+                "{xml}"
+            );
+        }
+        if format == ReportFormat::Rfc9990
+            && !tools::validate_rfc9990(dir.path(), "overrides.xml", &xml)
+        {
+            return;
+        }
+        let gz = dir.path().join(report.file_name());
+        std::fs::write(&gz, report.gzip()).unwrap();
+        let Some(parsed) = tools::python(tools::PARSEDMARC, &["parsedmarc"], &[&gz]) else {
+            return;
+        };
+        let mut seen: Vec<(String, String)> = parsed["report"]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r["policy_evaluated"]["policy_override_reasons"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|r| {
+                (
+                    r["type"].as_str().unwrap_or_default().to_string(),
+                    r["comment"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        let mut expected: Vec<(String, String)> = cases
+            .iter()
+            .map(|(_, comment, _, _, word)| (word.to_string(), comment.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected, "{}", parsed);
+    }
+}

@@ -1,7 +1,8 @@
 //! The library's settings, with their defaults.
 
 use crate::{
-    discovery::DiscoveryMethod, dns::DnsConfig, policy::Disposition, policy::PctMode, Error,
+    discovery::DiscoveryMethod, dns::DnsConfig, overrides::OverrideConfig, policy::Disposition,
+    policy::PctMode, Error,
 };
 use std::{path::PathBuf, time::Duration};
 
@@ -95,6 +96,10 @@ pub struct VerifierConfig {
     pub spf_time_budget: Duration,
     /// DNS settings.
     pub dns: DnsConfig,
+    /// The overrides of indirect mail flows: trusted ARC sealers, trusted
+    /// forwarders, mailing lists, per-domain policy (see
+    /// [`crate::overrides`]).
+    pub overrides: OverrideConfig,
 }
 
 impl Default for VerifierConfig {
@@ -120,6 +125,7 @@ impl Default for VerifierConfig {
             min_rsa_key_bits: 1024,
             spf_time_budget: crate::spf::DEFAULT_TIME_BUDGET,
             dns: DnsConfig::default(),
+            overrides: OverrideConfig::default(),
         }
     }
 }
@@ -189,6 +195,13 @@ impl VerifierConfig {
                 key: "min_rsa_key_bits",
                 value: self.min_rsa_key_bits.to_string(),
                 expected: "a number of bits from 512 to 8192",
+            });
+        }
+        if let Some((key, value)) = self.overrides.invalid() {
+            return Err(Error::Config {
+                key,
+                value,
+                expected: "accept or quarantine for an action, a lower-case A-label for a domain",
             });
         }
         if self.dns.timeout.is_zero() {

@@ -105,6 +105,33 @@ pub(crate) fn rsa_modulus_bits(der: &[u8]) -> Option<u32> {
     Some(bits)
 }
 
+/// The RSAPublicKey (RFC 8017 §A.1.1, what aws-lc verifies with) in an RSA
+/// public key in DER: the key inside a SubjectPublicKeyInfo (RFC 6376
+/// §3.6.1's `p=`), or the input itself when it is already an RSAPublicKey.
+pub(crate) fn rsa_public_key(der: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const INTEGER: u8 = 0x02;
+    const BIT_STRING: u8 = 0x03;
+    let (tag, outer, _) = der_tlv(der)?;
+    if tag != SEQUENCE {
+        return None;
+    }
+    let (first_tag, _, rest) = der_tlv(outer)?;
+    match first_tag {
+        INTEGER => Some(der),
+        SEQUENCE => {
+            let (tag, bits, _) = der_tlv(rest)?;
+            if tag != BIT_STRING {
+                return None;
+            }
+            let (_unused_bits, key) = bits.split_first()?;
+            let (tag, _, _) = der_tlv(key)?;
+            (tag == SEQUENCE).then_some(key)
+        }
+        _ => None,
+    }
+}
+
 /// The `p=` value of a DKIM key record, if any.
 pub(crate) fn key_record_p(record: &str) -> Option<&str> {
     key_record_tag(record, "p")
@@ -170,6 +197,9 @@ mod tests {
         assert_eq!(rsa_modulus_bits(inner), Some(1024));
         assert_eq!(rsa_modulus_bits(b"\x30\x03\x02\x01\x05"), Some(3));
         assert_eq!(rsa_modulus_bits(b"garbage"), None);
+        assert_eq!(rsa_public_key(&der), Some(inner));
+        assert_eq!(rsa_public_key(inner), Some(inner));
+        assert_eq!(rsa_public_key(b"garbage"), None);
         assert_eq!(rsa_modulus_bits(b""), None);
         assert_eq!(key_record_p("v=DKIM1; k=rsa; p=abc "), Some("abc"));
         assert_eq!(key_record_p("v=DKIM1"), None);

@@ -1,9 +1,11 @@
-//! The library's error type: setting up a verifier can fail; checking a
-//! message cannot (every problem becomes a result in the verdict).
+//! The library's error type: setting up a verifier (or an ARC sealer) can
+//! fail, and so can sealing; checking a message cannot (every problem
+//! becomes a result in the verdict).
 
 use std::fmt;
 
-/// Why a [`crate::Verifier`] could not be built.
+/// Why a [`crate::Verifier`] or an [`crate::arc::ArcSealer`] could not be
+/// built, or a message could not be sealed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -25,6 +27,10 @@ pub enum Error {
         /// What is expected.
         expected: &'static str,
     },
+    /// An ARC sealing key could not be used (never contains the key).
+    ArcKey(String),
+    /// A message could not be sealed (RFC 8617 §5.1), and why.
+    ArcSeal(String),
 }
 
 impl fmt::Display for Error {
@@ -47,6 +53,8 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "invalid value {value:?} for {key} (expected {expected})")
             }
+            Error::ArcKey(reason) => write!(f, "cannot use the ARC sealing key: {reason}"),
+            Error::ArcSeal(reason) => write!(f, "message not sealed: {reason}"),
         }
     }
 }

@@ -84,6 +84,7 @@ impl Evaluator<'_> {
             dkim_aligned: false,
             disposition: Disposition::Accept,
             override_reason: None,
+            override_comment: None,
             reason: None,
             dns_failure: None,
         };

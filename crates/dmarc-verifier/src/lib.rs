@@ -5,7 +5,9 @@
 //! [mail-auth](https://crates.io/crates/mail-auth)), the DMARC Policy Record
 //! of each Author Domain found by the Public Suffix List (RFC 7489) or the
 //! DNS tree walk (RFC 9989), identifier alignment, `p`/`sp`/`np`, `pct` and
-//! `t`, and local policy. The outcome is a typed [`Verdict`]: every result,
+//! `t`, the ARC chain (RFC 8617), and local policy, including the overrides
+//! of indirect mail flows (trusted ARC sealers, trusted forwarders,
+//! mailing lists, per-domain policy). The outcome is a typed [`Verdict`]: every result,
 //! the decisive record, a [`Disposition`] (accept, quarantine, reject,
 //! tempfail), an RFC 8601 Authentication-Results header and the decision
 //! trail.
@@ -47,6 +49,7 @@
 )]
 
 pub mod alignment;
+pub mod arc;
 pub mod auth_results;
 pub mod config;
 pub mod discovery;
@@ -57,6 +60,7 @@ pub mod envelope;
 mod error;
 mod evaluate;
 pub mod message;
+pub mod overrides;
 pub mod policy;
 pub mod record;
 pub mod spf;
@@ -70,6 +74,7 @@ pub use discovery::{DiscoveryMethod, PublicSuffixList};
 pub use dns::{DnsConfig, Nameservers};
 pub use envelope::Envelope;
 pub use error::Error;
+pub use overrides::{OverrideConfig, PolicyOverride, TrustedForwarder};
 pub use policy::{Disposition, OverrideReason, PctMode};
 pub use record::{DmarcRecord, Policy};
 pub use verdict::{

@@ -31,7 +31,7 @@
 //!   colon is a From field (RFC 5322 §4.5 `obs-optional`; see
 //!   [`header_name_is`]), so two such fields are `multiple-from`.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 /// Why no Author Domain could be taken from a message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -464,6 +464,27 @@ pub fn is_valid_a_label_domain(domain: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
+}
+
+/// Turns bare LF line endings into CRLF (DKIM signs the CRLF form). A
+/// message already in CRLF form is borrowed, not copied.
+pub(crate) fn to_crlf(message: &[u8]) -> Cow<'_, [u8]> {
+    let is_bare = |i: usize| i == 0 || message.get(i - 1) != Some(&b'\r');
+    let Some(first_bare) = memchr::memchr_iter(b'\n', message).find(|&i| is_bare(i)) else {
+        return Cow::Borrowed(message);
+    };
+    let mut out = Vec::with_capacity(message.len() + message.len() / 16);
+    out.extend_from_slice(message.get(..first_bare).unwrap_or_default());
+    let mut start = first_bare;
+    for i in memchr::memchr_iter(b'\n', message).filter(|&i| i >= first_bare) {
+        out.extend_from_slice(message.get(start..i).unwrap_or_default());
+        if is_bare(i) {
+            out.push(b'\r');
+        }
+        start = i;
+    }
+    out.extend_from_slice(message.get(start..).unwrap_or_default());
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

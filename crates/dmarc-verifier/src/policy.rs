@@ -73,8 +73,14 @@ pub enum OverrideReason {
     SampledOut,
     /// The record has `t=y` (or `pct` < 100 read as test mode).
     PolicyTestMode,
-    /// Local configuration (monitor mode, temperror handling, a cap).
+    /// Local configuration (monitor mode, temperror handling, a cap, a
+    /// `policy_override` for the From domain).
     LocalPolicy,
+    /// A trusted forwarder vouched for the message: a trusted ARC sealer,
+    /// a trusted client network or DKIM domain (see `overrides`).
+    TrustedForwarder,
+    /// Authenticated mailing-list mail (see `overrides`).
+    MailingList,
     /// Any other reason.
     Other,
 }
@@ -86,6 +92,8 @@ impl OverrideReason {
             OverrideReason::SampledOut => "sampled_out",
             OverrideReason::PolicyTestMode => "policy_test_mode",
             OverrideReason::LocalPolicy => "local_policy",
+            OverrideReason::TrustedForwarder => "trusted_forwarder",
+            OverrideReason::MailingList => "mailing_list",
             OverrideReason::Other => "other",
         }
     }
@@ -127,6 +135,17 @@ impl Disposition {
             Policy::None => Disposition::Accept,
             Policy::Quarantine => Disposition::Quarantine,
             Policy::Reject => Disposition::Reject,
+        }
+    }
+
+    /// Accept < quarantine < tempfail < reject: of several Author Domains,
+    /// a definite reject wins over a domain that could not be checked.
+    pub(crate) fn severity(self) -> u8 {
+        match self {
+            Disposition::Accept => 0,
+            Disposition::Quarantine => 1,
+            Disposition::Tempfail => 2,
+            Disposition::Reject => 3,
         }
     }
 
@@ -390,6 +409,13 @@ mod tests {
                 "{published:?} pct={pct} t={t} {mode:?} draw={draw}"
             );
         }
+    }
+
+    #[test]
+    fn a_reject_is_stricter_than_a_tempfail() {
+        assert!(Disposition::Reject.severity() > Disposition::Tempfail.severity());
+        assert!(Disposition::Tempfail.severity() > Disposition::Quarantine.severity());
+        assert!(Disposition::Quarantine.severity() > Disposition::Accept.severity());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::{
     alignment::Alignment,
+    arc::ArcCheck,
     discovery::DiscoveryMethod,
     dns::DnsFailure,
     message::FromError,
@@ -182,6 +183,23 @@ impl DmarcResult {
     }
 }
 
+impl DmarcResult {
+    /// The overall result of several evaluations: fail if any failed, then
+    /// temperror, permerror, pass, none.
+    pub(crate) fn overall(evaluations: &[Evaluation]) -> DmarcResult {
+        let order = [
+            DmarcResult::Fail,
+            DmarcResult::TempError,
+            DmarcResult::PermError,
+            DmarcResult::Pass,
+        ];
+        order
+            .into_iter()
+            .find(|r| evaluations.iter().any(|e| e.result == *r))
+            .unwrap_or(DmarcResult::None)
+    }
+}
+
 /// The DMARC evaluation of one Author Domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
@@ -212,6 +230,11 @@ pub struct Evaluation {
     pub disposition: Disposition,
     /// Why the disposition differs from the published policy.
     pub override_reason: Option<OverrideReason>,
+    /// What the override of an indirect mail flow saw (`arc=pass i=2
+    /// sealer=lists.example.org`): the one text the Authentication-Results
+    /// comment, the verdict log line, the trail and the aggregate report's
+    /// `<reason><comment>` show. `None` for the other reasons.
+    pub override_comment: Option<String>,
     /// A short reason token for errors and special cases.
     pub reason: Option<String>,
     /// For a `temperror` caused by DNS: the first failure that decided it
@@ -258,6 +281,10 @@ pub struct Verdict {
     pub disposition: Disposition,
     /// Why the disposition differs from the published policy.
     pub override_reason: Option<OverrideReason>,
+    /// The decisive evaluation's [`Evaluation::override_comment`].
+    pub override_comment: Option<String>,
+    /// The ARC chain of the message (RFC 8617).
+    pub arc: ArcCheck,
     /// The Authentication-Results header value (after the field name and
     /// colon, starting with the authserv-id, folded with LF and a tab).
     pub authentication_results: String,
@@ -280,5 +307,15 @@ impl Verdict {
             "Authentication-Results: {}",
             self.authentication_results.replace('\n', line_ending)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overall_result_of_no_evaluation_is_none() {
+        assert_eq!(DmarcResult::overall(&[]), DmarcResult::None);
     }
 }

@@ -1,8 +1,10 @@
 //! The façade: one [`Verifier`] per configuration, shared by every message.
-//! [`Verifier::verify`] runs the pipeline: envelope → SPF ∥ DKIM → DMARC per
-//! Author Domain (`evaluate`) → disposition → Authentication-Results.
+//! [`Verifier::verify`] runs the pipeline: envelope → SPF ∥ DKIM ∥ ARC →
+//! DMARC per Author Domain (`evaluate`) → overrides of indirect flows
+//! (`overrides`) → disposition → Authentication-Results.
 
 use crate::{
+    arc::{self, ArcCheck, ArcChecker},
     auth_results::{self, AuthResults},
     config::{Enforcement, InvalidFromResult, VerifierConfig},
     discovery::{DiscoveryMethod, PublicSuffixList},
@@ -10,7 +12,8 @@ use crate::{
     dns::{CacheName, Dns, DnsObserver, NoObserver},
     envelope::Envelope,
     evaluate::Evaluator,
-    message::{author_domains, header_name_is, FromError},
+    message::{author_domains, header_name_is, to_crlf, FromError},
+    overrides,
     policy::{Disposition, OverrideReason},
     spf_check,
     trail::Trail,
@@ -18,12 +21,9 @@ use crate::{
     Error,
 };
 use mail_auth::AuthenticatedMessage;
-use std::{
-    borrow::Cow,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
 };
 
 /// Per-message settings of [`Verifier::verify_with`].
@@ -131,6 +131,11 @@ impl Verifier {
         &self.psl
     }
 
+    /// The resolver and cache (for the ARC sealer).
+    pub(crate) fn dns(&self) -> &Dns {
+        &self.dns
+    }
+
     /// How many Author Domains shadow discovery saw decided differently.
     pub fn shadow_difference_count(&self) -> u64 {
         self.shadow_differences.load(Ordering::Relaxed)
@@ -145,7 +150,9 @@ impl Verifier {
     /// discovery requires, its Organizational Domain or tree-walk names; for
     /// relaxed alignment under the tree walk, the names above each
     /// authenticated identifier; and an A query for the Author Domain when
-    /// an `np` policy makes its existence matter. Answers are cached.
+    /// an `np` policy makes its existence matter; the key records of every
+    /// ARC-Seal and of the ARC-Message-Signatures (see [`crate::arc`]).
+    /// Answers are cached.
     ///
     /// Never fails: every problem (DNS errors, a broken message) becomes a
     /// result in the [`Verdict`]. The sampling draw for `pct` is the
@@ -193,9 +200,10 @@ impl Verifier {
             .await
     }
 
-    /// The pipeline: the From field's Author Domains; SPF of the envelope
-    /// and every DKIM signature, at once (with the first DMARC lookups);
-    /// DMARC for each Author Domain; the disposition and the header.
+    /// The pipeline: the From field's Author Domains; SPF of the envelope,
+    /// every DKIM signature and the ARC chain, at once (with the first DMARC
+    /// lookups); DMARC for each Author Domain; the overrides of indirect
+    /// flows; the disposition and the header.
     async fn run(
         &self,
         envelope: &Envelope,
@@ -220,10 +228,12 @@ impl Verifier {
             .as_mut()
             .map(|m| dkim_checker.prepare(m, &authors, &trail));
         let parsed = parsed;
-        // The first lookups of SPF, DKIM and DMARC go out together, and
+        let chain = parsed.as_ref().map(arc::read);
+        let arc_checker = ArcChecker { dns: &self.dns };
+        // The first lookups of SPF, DKIM, ARC and DMARC go out together, and
         // concurrent messages share them (identical questions are asked
         // once: see Dns::txt).
-        let (spf, dkim, ()) = tokio::join!(
+        let (spf, dkim, arc, ()) = tokio::join!(
             spf_check::check(
                 &self.dns,
                 &self.host_name,
@@ -239,6 +249,12 @@ impl Verifier {
                     self.dns.dkim_key(&name, &trail).await;
                 }
                 dkim_checker.check(Some(message), prepared, &trail).await
+            },
+            async {
+                match chain {
+                    Some(chain) => arc_checker.check(parsed.as_ref(), chain, &trail).await,
+                    None => ArcCheck::none(),
+                }
             },
             self.prefetch_dmarc(&authors, &trail),
         );
@@ -267,8 +283,29 @@ impl Verifier {
             }
             Err(error) => trail.decide_with(|| format!("no Author Domain: {error}")),
         }
+        let list_ids = header_values(parsed.as_ref(), "list-id");
+        let facts = overrides::Facts {
+            client_ip: envelope.client_ip,
+            spf: &spf,
+            dkim: &dkim,
+            arc: &arc,
+            list_ids: &list_ids,
+        };
+        overrides::apply(
+            &self.config.overrides,
+            &self.psl,
+            &facts,
+            &mut evaluations,
+            &trail,
+        );
 
-        self.conclude(authserv_id, spf, dkim, authors, evaluations, shadow, trail)
+        let checks = Checks {
+            client_ip: envelope.client_ip,
+            spf,
+            dkim,
+            arc,
+        };
+        self.conclude(authserv_id, checks, authors, evaluations, shadow, trail)
     }
 
     /// Asks, at once with SPF and DKIM, for `_dmarc.<author>` (plus the
@@ -311,17 +348,21 @@ impl Verifier {
     }
 
     /// Combines the evaluations into the verdict and formats the header.
-    #[allow(clippy::too_many_arguments)]
     fn conclude(
         &self,
         authserv_id: &str,
-        spf: SpfCheck,
-        dkim: Vec<DkimCheck>,
+        checks: Checks,
         authors: Result<Vec<String>, FromError>,
         evaluations: Vec<Evaluation>,
         shadow: Vec<ShadowDifference>,
         trail: Trail,
     ) -> Verdict {
+        let Checks {
+            client_ip,
+            spf,
+            dkim,
+            arc,
+        } = checks;
         let mut ar = AuthResults::new(authserv_id);
         ar.push(auth_results::spf_resinfo(&spf));
         if dkim.is_empty() {
@@ -330,6 +371,7 @@ impl Verifier {
         for check in &dkim {
             ar.push(auth_results::dkim_resinfo(check));
         }
+        ar.push(auth_results::arc_resinfo(&arc, client_ip));
 
         let (dmarc, mut disposition, mut override_reason, decisive) = match &authors {
             Err(error) => {
@@ -349,10 +391,10 @@ impl Verifier {
                 }
                 // Several Author Domains: the strictest disposition decides.
                 let decisive = (0..evaluations.len()).max_by_key(|&i| {
-                    let severity = evaluations.get(i).map_or(0, |e| severity(e.disposition));
+                    let severity = evaluations.get(i).map_or(0, |e| e.disposition.severity());
                     (severity, std::cmp::Reverse(i))
                 });
-                let dmarc = overall_result(&evaluations);
+                let dmarc = DmarcResult::overall(&evaluations);
                 match decisive.and_then(|i| evaluations.get(i)) {
                     Some(e) => (dmarc, e.disposition, e.override_reason, decisive),
                     None => (dmarc, Disposition::Accept, None, None),
@@ -373,9 +415,17 @@ impl Verifier {
                     .unwrap_or_default()
             )
         });
+        // The decisive evaluation's comment, unless monitor mode replaced
+        // its reason.
+        let override_comment = decisive
+            .and_then(|i| evaluations.get(i))
+            .filter(|e| e.override_reason == override_reason)
+            .and_then(|e| e.override_comment.clone());
         Verdict {
             spf,
             dkim,
+            arc,
+            override_comment,
             author_domains: authors,
             evaluations,
             decisive,
@@ -389,84 +439,29 @@ impl Verifier {
     }
 }
 
+/// What the checks of one message found, for the verdict.
+struct Checks {
+    client_ip: Option<std::net::IpAddr>,
+    spf: SpfCheck,
+    dkim: Vec<DkimCheck>,
+    arc: ArcCheck,
+}
+
 /// The raw values of the message's From fields (every field whose name
 /// reads as From: see [`header_name_is`]).
 fn from_values<'a>(message: Option<&AuthenticatedMessage<'a>>) -> Vec<&'a [u8]> {
+    header_values(message, "from")
+}
+
+/// The raw values of the fields named `name` (see [`header_name_is`]).
+fn header_values<'a>(message: Option<&AuthenticatedMessage<'a>>, name: &str) -> Vec<&'a [u8]> {
     message
         .map(|m| {
             m.headers()
                 .iter()
-                .filter(|(name, _)| header_name_is(name, "from"))
+                .filter(|(field, _)| header_name_is(field, name))
                 .map(|(_, value)| *value)
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Accept < quarantine < tempfail < reject: a definite reject wins over a
-/// domain that could not be checked.
-fn severity(disposition: Disposition) -> u8 {
-    match disposition {
-        Disposition::Accept => 0,
-        Disposition::Quarantine => 1,
-        Disposition::Tempfail => 2,
-        Disposition::Reject => 3,
-    }
-}
-
-/// The overall result of several evaluations: fail if any failed, then
-/// temperror, permerror, pass, none.
-fn overall_result(evaluations: &[Evaluation]) -> DmarcResult {
-    let order = [
-        DmarcResult::Fail,
-        DmarcResult::TempError,
-        DmarcResult::PermError,
-        DmarcResult::Pass,
-    ];
-    order
-        .into_iter()
-        .find(|r| evaluations.iter().any(|e| e.result == *r))
-        .unwrap_or(DmarcResult::None)
-}
-
-/// Turns bare LF line endings into CRLF (DKIM signs the CRLF form). A
-/// message already in CRLF form is borrowed, not copied.
-fn to_crlf(message: &[u8]) -> Cow<'_, [u8]> {
-    let is_bare = |i: usize| i == 0 || message.get(i - 1) != Some(&b'\r');
-    let Some(first_bare) = memchr::memchr_iter(b'\n', message).find(|&i| is_bare(i)) else {
-        return Cow::Borrowed(message);
-    };
-    let mut out = Vec::with_capacity(message.len() + message.len() / 16);
-    out.extend_from_slice(message.get(..first_bare).unwrap_or_default());
-    let mut start = first_bare;
-    for i in memchr::memchr_iter(b'\n', message).filter(|&i| i >= first_bare) {
-        out.extend_from_slice(message.get(start..i).unwrap_or_default());
-        if is_bare(i) {
-            out.push(b'\r');
-        }
-        start = i;
-    }
-    out.extend_from_slice(message.get(start..).unwrap_or_default());
-    Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_endings_are_normalised_to_crlf() {
-        assert_eq!(&*to_crlf(b"a\r\nb\r\n"), b"a\r\nb\r\n");
-        assert!(matches!(to_crlf(b"a\r\nb\r\n"), Cow::Borrowed(_)));
-        assert_eq!(&*to_crlf(b"a\nb\n"), b"a\r\nb\r\n");
-        assert_eq!(&*to_crlf(b"a\r\nb\nc"), b"a\r\nb\r\nc");
-        assert_eq!(&*to_crlf(b"\n"), b"\r\n");
-    }
-
-    #[test]
-    fn strictest_disposition_and_overall_result() {
-        assert!(severity(Disposition::Reject) > severity(Disposition::Tempfail));
-        assert!(severity(Disposition::Tempfail) > severity(Disposition::Quarantine));
-        assert_eq!(overall_result(&[]), DmarcResult::None);
-    }
 }

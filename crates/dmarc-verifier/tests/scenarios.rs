@@ -36,11 +36,11 @@ async fn spf_only_pass_is_dmarc_pass() {
     assert_eq!(eval.policy_domain.as_deref(), Some("example.com"));
     assert_eq!(
         verdict.authentication_results,
-        "mx.test;\n\tspf=pass smtp.mailfrom=example.com;\n\tdkim=none;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
+        "mx.test;\n\tspf=pass smtp.mailfrom=example.com;\n\tdkim=none;\n\tarc=none;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
     );
     assert_eq!(
         verdict.authentication_results_header("\r\n"),
-        "Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=example.com;\r\n\tdkim=none;\r\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
+        "Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=example.com;\r\n\tdkim=none;\r\n\tarc=none;\r\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject"
     );
 }
 
@@ -70,7 +70,7 @@ async fn dkim_only_pass_is_dmarc_pass() {
     assert_eq!(
         verdict.authentication_results,
         format!(
-            "mx.test;\n\tspf=fail smtp.mailfrom=example.net;\n\tdkim=pass header.d=example.com header.s=s2048 header.b={};\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject",
+            "mx.test;\n\tspf=fail smtp.mailfrom=example.net;\n\tdkim=pass header.d=example.com header.s=s2048 header.b={};\n\tarc=none;\n\tdmarc=pass (p=reject sp=quarantine dis=none) header.from=example.com policy.dmarc=reject",
             // base64 may hold "/" and "+", which a token cannot (RFC 2045 §5.1).
             dmarc_verifier::auth_results::quote_value(&sig.b_prefix)
         )
@@ -132,7 +132,7 @@ async fn neither_passes_and_p_reject_rejects() {
     assert_eq!(verdict.override_reason, None);
     assert_eq!(
         verdict.authentication_results,
-        "mx.test;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject"
+        "mx.test;\n\tspf=fail smtp.mailfrom=example.com;\n\tdkim=none;\n\tarc=none;\n\tdmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com policy.dmarc=reject"
     );
 }
 
@@ -630,7 +630,7 @@ async fn a_hostile_display_name_cannot_change_the_domain_or_the_header() {
     );
     assert_eq!(
         verdict.authentication_results,
-        "mx.test;\n\tspf=pass smtp.mailfrom=evil.example.org;\n\tdkim=none;\n\tdmarc=none header.from=evil.example.org"
+        "mx.test;\n\tspf=pass smtp.mailfrom=evil.example.org;\n\tdkim=none;\n\tarc=none;\n\tdmarc=none header.from=evil.example.org"
     );
     // A From domain that is not a plain domain is refused, not quoted.
     let verdict = verifier

@@ -239,18 +239,35 @@ fn sizes_and_modes() {
 }
 
 /// The keys the documented configuration shows, set or commented out:
-/// every line `key = value` or `#key = value`.
+/// every line `key = value` or `#key = value` before the first table, and
+/// each table's name (`[name]` or `[[name]]`); the keys inside a table are
+/// its own.
 fn documented_keys(sample: &str) -> std::collections::BTreeSet<String> {
-    sample
-        .lines()
-        .filter_map(|line| {
-            let line = line.strip_prefix('#').unwrap_or(line);
-            let (key, _) = line.split_once(" = ")?;
-            key.bytes()
+    let mut keys = std::collections::BTreeSet::new();
+    let mut in_table = false;
+    for line in sample.lines() {
+        let line = line.strip_prefix('#').unwrap_or(line);
+        if let Some(name) = line
+            .strip_prefix("[[")
+            .and_then(|l| l.strip_suffix("]]"))
+            .or_else(|| line.strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        {
+            in_table = true;
+            keys.insert(name.to_string());
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !in_table
+            && key
+                .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                .then(|| key.to_string())
-        })
-        .collect()
+        {
+            keys.insert(key.to_string());
+        }
+    }
+    keys
 }
 
 /// The documented configuration (the package's conffile, and the source of
@@ -518,4 +535,150 @@ fn observability_keys() {
         error.to_string(),
         "dmarc-milter.toml line 1: invalid value \"xml\" for log_format (expected text or json)"
     );
+}
+
+#[test]
+fn indirect_flow_keys_are_read() {
+    use dmarc_verifier::{OverrideConfig, PolicyOverride, TrustedForwarder};
+    // Defaults: the library's.
+    let config = parse("").unwrap();
+    assert_eq!(config.verifier.overrides, OverrideConfig::default());
+    assert_eq!(config.arc_seal, None);
+
+    let config = parse(
+        r#"
+trusted_arc_sealers = ["Lists.Example.ORG", "google.com"]
+arc_override_action = "quarantine"
+trusted_forwarders = ["192.0.2.7/24", "2001:db8::1", "dkim:Forwarder.Example.NET"]
+trusted_forwarder_action = "quarantine"
+mailing_list_action = "off"
+
+[[policy_override]]
+from_domain = "Partner.example"
+action = "quarantine"
+
+[[policy_override]]
+from_domain = "other.example"
+action = "accept"
+
+[arc_seal]
+domain = "MX.Example.NET"
+selector = "arc2026"
+key_file = "/etc/dmarc-milter/arc.key"
+"#,
+    )
+    .unwrap();
+    let o = &config.verifier.overrides;
+    assert_eq!(o.trusted_arc_sealers, ["lists.example.org", "google.com"]);
+    assert_eq!(o.arc_override_action, Disposition::Quarantine);
+    assert_eq!(
+        o.trusted_forwarders,
+        [
+            TrustedForwarder::Network("192.0.2.0/24".parse().unwrap()),
+            TrustedForwarder::Network("2001:db8::1/128".parse().unwrap()),
+            TrustedForwarder::DkimDomain("forwarder.example.net".into()),
+        ]
+    );
+    assert_eq!(o.trusted_forwarder_action, Disposition::Quarantine);
+    assert_eq!(o.mailing_list_action, None);
+    assert_eq!(
+        o.policy_overrides,
+        [
+            PolicyOverride {
+                from_domain: "partner.example".into(),
+                action: Disposition::Quarantine
+            },
+            PolicyOverride {
+                from_domain: "other.example".into(),
+                action: Disposition::Accept
+            },
+        ]
+    );
+    assert_eq!(
+        config.arc_seal,
+        Some(ArcSealConfig {
+            domain: "mx.example.net".into(),
+            selector: "arc2026".into(),
+            key_file: "/etc/dmarc-milter/arc.key".into(),
+        })
+    );
+    for (text, action) in [
+        (
+            "mailing_list_action = \"accept\"",
+            Some(Disposition::Accept),
+        ),
+        (
+            "mailing_list_action = \"quarantine\"",
+            Some(Disposition::Quarantine),
+        ),
+    ] {
+        assert_eq!(
+            parse(text).unwrap().verifier.overrides.mailing_list_action,
+            action
+        );
+    }
+}
+
+#[test]
+fn indirect_flow_errors_name_the_line_key_and_value() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "\ntrusted_arc_sealers = [\"lists.example.org\", \"not a domain\"]\n",
+            "dmarc-milter.toml line 2: invalid value \"not a domain\" for trusted_arc_sealers (expected a list of domain names such as \"lists.example.org\")",
+        ),
+        (
+            "trusted_arc_sealers = \"lists.example.org\"\n",
+            "dmarc-milter.toml line 1: invalid value \"lists.example.org\" for trusted_arc_sealers (expected a list of domain names such as \"lists.example.org\")",
+        ),
+        (
+            "arc_override_action = \"reject\"\n",
+            "dmarc-milter.toml line 1: invalid value \"reject\" for arc_override_action (expected accept or quarantine)",
+        ),
+        (
+            "trusted_forwarders = [\"forwarder.example.net\"]\n",
+            "dmarc-milter.toml line 1: invalid value \"forwarder.example.net\" for trusted_forwarders (expected a list of \"IP\", \"IP/LEN\" or \"dkim:DOMAIN\" strings)",
+        ),
+        (
+            "mailing_list_action = \"reject\"\n",
+            "dmarc-milter.toml line 1: invalid value \"reject\" for mailing_list_action (expected quarantine, accept or off)",
+        ),
+        (
+            "[[policy_override]]\nfrom_domain = \"partner.example\"\naction = \"reject\"\n",
+            "dmarc-milter.toml line 1: invalid value \"reject\" for policy_override.action (expected accept or quarantine)",
+        ),
+        (
+            "[[policy_override]]\naction = \"accept\"\n",
+            "dmarc-milter.toml line 1: policy_override.from_domain is missing; [policy_override] needs it",
+        ),
+        (
+            "[[policy_override]]\nfrom_domain = \"partner.example\"\naction = \"accept\"\nfrom = \"x\"\n",
+            "dmarc-milter.toml line 1: unknown key \"policy_override.from\"",
+        ),
+        (
+            "[[policy_override]]\nfrom_domain = \"a.example\"\naction = \"accept\"\n[[policy_override]]\nfrom_domain = \"A.example\"\naction = \"quarantine\"\n",
+            "dmarc-milter.toml line 1: invalid value \"a.example\" for policy_override.from_domain (expected each from_domain once)",
+        ),
+        (
+            "[arc_seal]\ndomain = \"example.net\"\nselector = \"s\"\n",
+            "dmarc-milter.toml line 1: arc_seal.key_file is missing; [arc_seal] needs it",
+        ),
+        (
+            "[arc_seal]\ndomain = \"example.net\"\nselector = \"s\"\nkey_file = \"arc.key\"\n",
+            "dmarc-milter.toml line 1: invalid value \"arc.key\" for arc_seal.key_file (expected an absolute file name)",
+        ),
+        (
+            "[arc_seal]\ndomain = \"example.net\"\nselector = \"a b\"\nkey_file = \"/k\"\n",
+            "dmarc-milter.toml line 1: invalid value \"a b\" for arc_seal.selector (expected a DKIM selector (letters, digits, '-', '_' and dots))",
+        ),
+        (
+            "[arc_seal]\ndomain = \"example.net\"\nselector = \"s\"\nkey_file = \"/k\"\nkey = \"secret\"\n",
+            "dmarc-milter.toml line 1: unknown key \"arc_seal.key\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text:?}"),
+            Err(e) => assert_eq!(e.to_string(), *expected, "{text:?}"),
+        }
+    }
 }

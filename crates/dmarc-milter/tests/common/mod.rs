@@ -454,3 +454,48 @@ pub fn contrib_metric_names() -> std::collections::BTreeSet<String> {
     }
     names
 }
+
+/// An RSA-2048 key made by openssl in `dir` (PEM, mode 0600) for
+/// `[arc_seal]`, and its DKIM key record as zone-file TXT text.
+pub fn openssl_key(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("arc.key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .expect("openssl is needed for the sealing tests");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::set_permissions(
+        &key,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
+    let der = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .expect("openssl");
+    assert!(der.status.success());
+    let record = format!("v=DKIM1; k=rsa; p={}", {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(der.stdout)
+    });
+    let text = record
+        .as_bytes()
+        .chunks(250)
+        .map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    (key, text)
+}

@@ -6,11 +6,16 @@
 //! when they are tokens and as quoted strings otherwise, with control
 //! characters removed, so a hostile value cannot add a result or a field.
 
-use crate::verdict::{DkimCheck, Evaluation, SpfCheck, SpfScope};
-use std::borrow::Cow;
+use crate::{
+    arc::{ArcCheck, ArcResult},
+    verdict::{DkimCheck, Evaluation, SpfCheck, SpfScope},
+};
+use std::{borrow::Cow, net::IpAddr};
 
 mod parse;
-pub use parse::{claims_authserv_id, parse, ParseError, ParsedAuthResults, Property, ResInfo};
+pub use parse::{
+    claims_authserv_id, parse, parse_lenient, ParseError, ParsedAuthResults, Property, ResInfo,
+};
 
 /// Writes `value` as an RFC 8601 `value` (RFC 2045 token or quoted-string).
 pub fn quote_value(value: &str) -> Cow<'_, str> {
@@ -126,10 +131,53 @@ pub fn dkim_none_resinfo() -> String {
     "dkim=none".to_string()
 }
 
+/// `arc=pass header.oldest-pass=0 smtp.remote-ip=192.0.2.1` (RFC 8617
+/// §4.4 results; the IANA registration of RFC 8617 §10.1 adds
+/// `header.oldest-pass`, given for a chain that passed, and
+/// `smtp.remote-ip`, the SMTP client, given when ARC fields were there and
+/// the client is known). A failed chain carries its reason.
+pub fn arc_resinfo(arc: &ArcCheck, client_ip: Option<IpAddr>) -> String {
+    let mut out = format!("arc={}", arc.result.as_str());
+    if arc.result == ArcResult::None {
+        return out;
+    }
+    if let Some(reason) = &arc.reason {
+        out.push_str(" reason=");
+        out.push_str(&quote_value(reason));
+    }
+    if let Some(oldest) = arc.oldest_pass {
+        out.push_str(&format!(" header.oldest-pass={oldest}"));
+    }
+    if let Some(ip) = client_ip {
+        out.push_str(&format!(" smtp.remote-ip={}", quote_value(&ip.to_string())));
+    }
+    out
+}
+
+/// Text for inside an RFC 5322 comment: parentheses and backslashes
+/// escaped (`quoted-pair`), control characters made spaces.
+pub fn comment_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '(' | ')' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `dmarc=fail (p=reject sp=quarantine dis=reject) header.from=example.com
 /// policy.dmarc=reject` (RFC 9989 §9.1 registers `header.from` and
 /// `policy.dmarc`). The comment shows the policies as the evaluation's
-/// discovery method applied them, with `np` when it differs from `sp`.
+/// discovery method applied them, with `np` when it differs from `sp`, and
+/// the override of an indirect mail flow with its comment: `(p=reject
+/// sp=reject dis=none override=trusted_forwarder: arc=pass i=1
+/// sealer=lists.example.org)`.
 pub fn dmarc_resinfo(evaluation: &Evaluation) -> String {
     let mut out = format!("dmarc={}", evaluation.result.as_str());
     if let Some(reason) = &evaluation.reason {
@@ -144,8 +192,14 @@ pub fn dmarc_resinfo(evaluation: &Evaluation) -> String {
         } else {
             String::new()
         };
+        let override_text = match (evaluation.override_reason, &evaluation.override_comment) {
+            (Some(reason), Some(comment)) => {
+                format!(" override={reason}: {}", comment_text(comment))
+            }
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            " (p={} sp={}{np} dis={})",
+            " (p={} sp={}{np} dis={}{override_text})",
             policies.p.as_str(),
             policies.sp.as_str(),
             evaluation.disposition.report_token()
@@ -170,6 +224,57 @@ pub fn dmarc_error_resinfo(result: &str, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arc::{ArcCheck, ArcResult};
+
+    #[test]
+    fn arc_results_follow_rfc8617() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(arc_resinfo(&ArcCheck::none(), ip("192.0.2.1")), "arc=none");
+        let pass = ArcCheck {
+            result: ArcResult::Pass,
+            reason: None,
+            chain: Vec::new(),
+            oldest_pass: Some(2),
+        };
+        assert_eq!(
+            arc_resinfo(&pass, ip("192.0.2.1")),
+            "arc=pass header.oldest-pass=2 smtp.remote-ip=192.0.2.1"
+        );
+        assert_eq!(
+            arc_resinfo(&pass, ip("2001:db8::1")),
+            "arc=pass header.oldest-pass=2 smtp.remote-ip=\"2001:db8::1\""
+        );
+        assert_eq!(arc_resinfo(&pass, None), "arc=pass header.oldest-pass=2");
+        let fail = ArcCheck {
+            result: ArcResult::Fail,
+            reason: Some("two ARC-Seal fields with i=1; dmarc=pass".into()),
+            chain: Vec::new(),
+            oldest_pass: None,
+        };
+        assert_eq!(
+            arc_resinfo(&fail, ip("192.0.2.1")),
+            "arc=fail reason=\"two ARC-Seal fields with i=1; dmarc=pass\" smtp.remote-ip=192.0.2.1"
+        );
+        let parsed = parse(&format!("mx; {}", arc_resinfo(&fail, ip("192.0.2.1")))).unwrap();
+        assert_eq!(parsed.results.len(), 1, "a reason cannot add a result");
+    }
+
+    #[test]
+    fn comments_cannot_be_closed_early() {
+        assert_eq!(
+            comment_text("arc=pass i=1 sealer=x"),
+            "arc=pass i=1 sealer=x"
+        );
+        assert_eq!(comment_text("a) b=c; (d\\"), "a\\) b=c; \\(d\\\\");
+        assert_eq!(comment_text("a\r\nX-Injected: 1"), "a  X-Injected: 1");
+        let value = format!(
+            "mx; dmarc=fail ({}) header.from=example.com",
+            comment_text(") dmarc=pass (")
+        );
+        let parsed = parse(&value).unwrap();
+        assert_eq!(parsed.results.len(), 1);
+        assert_eq!(parsed.results[0].result, "fail");
+    }
 
     #[test]
     fn values_are_tokens_or_quoted() {

@@ -216,6 +216,23 @@ fn is_token_char(c: char) -> bool {
 /// assert_eq!(parsed.results[0].props[0].value, "example.net");
 /// ```
 pub fn parse(value: &str) -> Result<ParsedAuthResults, ParseError> {
+    parse_impl(value, false)
+}
+
+/// [`parse`] that also accepts a property without a ptype (`dmarc=pass
+/// action=none header.from=example.com`, as Microsoft 365 writes its
+/// ARC-Authentication-Results), kept with an empty `ptype` so that no
+/// reader takes it for a `header.`, `smtp.` or `policy.` property. For the
+/// results of other hosts (ARC), never for deciding what a header claims.
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_lenient(value: &str) -> Result<ParsedAuthResults, ParseError> {
+    parse_impl(value, true)
+}
+
+fn parse_impl(value: &str, lenient: bool) -> Result<ParsedAuthResults, ParseError> {
     let mut c = Cursor {
         text: value,
         pos: 0,
@@ -276,6 +293,21 @@ pub fn parse(value: &str) -> Result<ParsedAuthResults, ParseError> {
                 c.bump();
                 c.skip_cfws()?;
                 info.reason = Some(c.value()?);
+                continue;
+            }
+            // Not RFC 8601, but written by Microsoft 365 (`dmarc=pass
+            // action=none header.from=...`): a property without a ptype,
+            // kept with an empty one so that no reader takes it for a
+            // `header.`, `smtp.` or `policy.` property.
+            if lenient && c.peek() == Some('=') {
+                c.bump();
+                c.skip_cfws()?;
+                let value = c.pvalue()?;
+                info.props.push(Property {
+                    ptype: String::new(),
+                    property: word,
+                    value,
+                });
                 continue;
             }
             if !c.eat('.') {
@@ -381,6 +413,30 @@ mod tests {
         assert_eq!(dkim.props[1].value, "ab+/cd");
         assert_eq!(parsed.results[0].props[0].value, "user@example.net");
         assert_eq!(parsed.results[2].props[1].ptype, "policy");
+    }
+
+    #[test]
+    fn microsoft_365_properties_without_a_ptype_are_kept_apart() {
+        let value = "mx.microsoft.com 1; spf=pass smtp.mailfrom=contoso.com; dmarc=pass action=none header.from=contoso.com; dkim=pass header.d=contoso.com; arc=none";
+        assert!(parse(value).is_err(), "not RFC 8601");
+        let parsed = parse_lenient(value).unwrap();
+        assert_eq!(parsed.results.len(), 4);
+        let dmarc = &parsed.results[1];
+        assert_eq!(
+            dmarc.props,
+            vec![
+                Property {
+                    ptype: String::new(),
+                    property: "action".into(),
+                    value: "none".into()
+                },
+                Property {
+                    ptype: "header".into(),
+                    property: "from".into(),
+                    value: "contoso.com".into()
+                },
+            ]
+        );
     }
 
     #[test]

@@ -17,8 +17,10 @@
 //!   remembered for a few seconds in the same place.
 //! - The only parsed records cached are DKIM keys, in
 //!   [`SharedCache::dkim_keys`]: the DKIM key parse of the raw TXT answer
-//!   at a name, filled by our own code ([`super::Dns::dkim_key`]) and read
-//!   by mail-auth's DKIM verification through a per-message [`DkimView`].
+//!   at a name, filled by our own code ([`super::Dns::dkim_key`]) for DKIM
+//!   signatures, ARC-Seals and ARC-Message-Signatures alike (all are DKIM
+//!   key records), and read by mail-auth's DKIM and ARC verification
+//!   through a per-message [`DkimView`].
 //!   What mail-auth stores itself goes to a per-message map that dies with
 //!   the message.
 //!
@@ -274,7 +276,7 @@ fn local_insert(local: &LocalTxt, key: Box<str>, value: TxtRecord) {
         .insert(key, value);
 }
 
-/// The TXT cache mail-auth's DKIM verification reads: the DKIM key parses
+/// The TXT cache mail-auth's DKIM and ARC verification read: the DKIM key parses
 /// our own lookups made (see [`super::Dns::dkim_key`]), then what mail-auth
 /// itself fetched during this message.
 pub(crate) struct KeyTxtView<'a> {
@@ -314,7 +316,11 @@ impl ResolverCache<Box<str>, TxtRecord> for KeyTxtView<'_> {
     }
 }
 
-/// The per-message view given to mail-auth's DKIM verification.
+/// The per-message view given to mail-auth's DKIM and ARC verification:
+/// both read DKIM key records (`<s>._domainkey.<d>`, RFC 8617 §4.1.3 uses
+/// them for ARC), parsed once per name into [`SharedCache::dkim_keys`] by
+/// [`super::Dns::dkim_key`]; whatever mail-auth fetches itself stays with
+/// the message.
 pub(crate) struct DkimView<'a> {
     txt: KeyTxtView<'a>,
     none: NoCache,

@@ -216,3 +216,12 @@ fn header_names_follow_obs_optional() {
         "Authentication-Results"
     ));
 }
+
+#[test]
+fn line_endings_are_normalised_to_crlf() {
+    assert_eq!(&*to_crlf(b"a\r\nb\r\n"), b"a\r\nb\r\n");
+    assert!(matches!(to_crlf(b"a\r\nb\r\n"), Cow::Borrowed(_)));
+    assert_eq!(&*to_crlf(b"a\nb\n"), b"a\r\nb\r\n");
+    assert_eq!(&*to_crlf(b"a\r\nb\nc"), b"a\r\nb\r\nc");
+    assert_eq!(&*to_crlf(b"\n"), b"\r\n");
+}
