@@ -59,7 +59,7 @@ async fn every_line_of_a_message_carries_its_queue_id() {
         .count();
     assert!(trail >= 3, "the DNS questions of the trail: {first:#?}");
     assert!(
-        first.contains(&" INFO verdict queue_id=4QID1 client=192.0.2.10 from=example.com spf=pass dkim=pass/example.com dmarc=pass disposition=accept"),
+        first.contains(&" INFO verdict queue_id=4QID1 client=192.0.2.10 from=example.com spf=pass dkim=pass/example.com dmarc=pass disposition=accept arc=none"),
         "{first:#?}"
     );
     // After the actions were sent.
@@ -126,7 +126,10 @@ async fn a_temperror_says_why_in_the_verdict_line() {
         verdict.starts_with(" INFO verdict queue_id=4XTEST client=198.51.100.200 from=example.com spf=fail dkim=none dmarc=temperror dmarc_reason=\"servfail: _dmarc.example.com ("),
         "{verdict}"
     );
-    assert!(verdict.ends_with(" disposition=tempfail"), "{verdict}");
+    assert!(
+        verdict.ends_with(" disposition=tempfail arc=none"),
+        "{verdict}"
+    );
 }
 
 /// Half of the last 20 DNS questions failing makes a warning naming the

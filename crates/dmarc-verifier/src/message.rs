@@ -351,14 +351,30 @@ fn expect_separator(tokens: &[Token], i: usize, in_group: bool) -> Result<(), Fr
 
 /// `addr-spec` inside angle brackets: local-part "@" domain, after an
 /// optional obsolete source route. Returns the domain and the index after it.
+///
+/// The local-part is read exactly (RFC 5322 §3.4.1, §4.4: `dot-atom /
+/// quoted-string / obs-local-part`, `obs-local-part = word *("." word)`):
+/// two words side by side without a `.` between them (`"a""b"`, `"a" b`)
+/// are malformed, not one local-part. Inside angle brackets nothing else
+/// can explain them, and a reader that splits them differently would see
+/// another mailbox.
 fn addr_spec(tokens: &[Token], i: usize) -> Result<(String, usize), FromError> {
     let mut i = obs_route_end(tokens, i)?;
-    let mut words = 0;
-    while let Some(Token::Atom(_) | Token::Quoted) = tokens.get(i) {
-        words += 1;
+    let mut previous: Option<&Token> = None;
+    while let Some(word @ (Token::Atom(_) | Token::Quoted)) = tokens.get(i) {
+        if let Some(previous) = previous {
+            let dotted = matches!(previous, Token::Atom(a) if a.ends_with('.'))
+                || matches!(word, Token::Atom(a) if a.starts_with('.'));
+            if !dotted {
+                return Err(unparseable(
+                    "words of a local-part without '.' between them",
+                ));
+            }
+        }
+        previous = Some(word);
         i += 1;
     }
-    if words == 0 {
+    if previous.is_none() {
         return Err(unparseable("empty local-part"));
     }
     if tokens.get(i) != Some(&Token::Special('@')) {

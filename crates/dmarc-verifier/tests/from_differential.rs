@@ -131,6 +131,10 @@ fn known_tricky_values() {
         "\"a\" <b@evil.net>, ceo@victim.com",
         "undisclosed:;, ceo@victim.com",
         "ceo@victim.com (comment <x@evil.net>)",
+        // A route's domains are no mailbox (RFC 5322 §4.4), and two words
+        // side by side are no local-part.
+        "<@VICTIM.COM:\"ceo@VICTIM.COM.>, <@victim.com:\"@a.b.c>",
+        "<@VICTIM.COM.,@VICTIM.COM.:\"ceo@VICTIM.COM.>, <@victim.com:\"\"quoted local\"@a.b.c>",
     ];
     for value in values {
         assert_eq!(oracle::disagreement(value.as_bytes()), None, "{value}");

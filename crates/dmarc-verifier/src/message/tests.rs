@@ -55,6 +55,9 @@ fn extracts_the_mailbox_domain_not_the_display_name() {
             &["joe.com", "b.example"],
         ),
         ("\"quoted local\"@example.org", &["example.org"]),
+        ("<\"a\".\"b\"@example.org>", &["example.org"]),
+        ("<\"a\" . b.c@example.org>", &["example.org"]),
+        ("<a.\"b\"@example.org>", &["example.org"]),
         ("first.last@sub.example.org\r\n", &["sub.example.org"]),
     ];
     for (value, expected) in cases {
@@ -87,6 +90,13 @@ fn malformed_values_are_errors_not_guesses() {
         "=?utf-8?q?a@evil.example?= <jorg@example.de>",
         "=?x?q?,ceo@victim.example,?= <x@evil.example>",
         "=?x?q?<ceo@victim.example>?= <x@evil.example>",
+        // Words of a local-part in angle brackets need a '.' between them
+        // (RFC 5322 §4.4 obs-local-part); found by the differential test.
+        "<@victim.example.,@victim.example.:\"ceo@victim.example.>, <@victim.example:\"\"quoted local\"@a.b.example>",
+        "<\"a\"\"b\"@evil.example>",
+        "<\"a\" b@evil.example>",
+        "<a \"b\"@evil.example>",
+        "Joe <a b@evil.example>",
     ];
     for value in cases {
         assert!(

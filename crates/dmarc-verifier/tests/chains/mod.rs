@@ -4,9 +4,10 @@
 //! milter (`#[path]`-included), so every crate tests against the same
 //! independent implementation.
 //!
-//! Needs `python3` with dkimpy, authres and cryptography (`pip install
-//! dkimpy authres cryptography dnspython`): a test that cannot run them
-//! fails, with that command in its message.
+//! Needs `python3` with dkimpy, authres, dnspython and cryptography (`pip
+//! install dkimpy authres dnspython cryptography`). A test first asks
+//! [`available`]: without them it is skipped with a loud message, unless
+//! `DMARC_ARC_TOOLS=require` is set (as `.ci/run` does), when it fails.
 
 #![allow(dead_code)]
 
@@ -15,6 +16,29 @@ use std::{
     process::Command,
     sync::OnceLock,
 };
+
+/// Whether dkimpy can run here (see the module documentation): false,
+/// after a loud message, when it cannot and `DMARC_ARC_TOOLS` is not
+/// `require`; a panic when it is.
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        Command::new("python3")
+            .args(["-c", "import dkim, authres, dns, cryptography"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    });
+    if !available {
+        let what = "python3 with dkimpy, authres, dnspython and cryptography is not installed (pip install dkimpy authres dnspython cryptography)";
+        if std::env::var("DMARC_ARC_TOOLS").is_ok_and(|v| v == "require") {
+            panic!("DMARC_ARC_TOOLS=require but {what}");
+        }
+        eprintln!(
+            "\n########## SKIPPED: an ARC test against dkimpy: {what}.\n########## Set DMARC_ARC_TOOLS=require to make this a failure.\n"
+        );
+    }
+    available
+}
 
 /// The script, from any crate of the workspace.
 pub fn script() -> PathBuf {

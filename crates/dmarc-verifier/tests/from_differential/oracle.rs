@@ -19,6 +19,11 @@
 //!   §3.2.2, the text of a quoted-string or a comment is no address. Such a
 //!   domain is allowed only when `@domain` appears nowhere else in the
 //!   value, outside quoted-strings and comments.
+//! - mail-parser takes a domain of an obsolete source route
+//!   (`<@route.example:a@b.example>`) for a mailbox: RFC 5322 §4.4, the
+//!   route is not part of the address. Such a domain is allowed when it
+//!   appears outside quoted-strings and comments only in well-formed routes
+//!   (`<` then `@domain` entries separated by commas, ended by `:`).
 
 use dmarc_verifier::message::{author_domains, normalize_domain};
 
@@ -41,7 +46,8 @@ pub fn disagreement(value: &[u8]) -> Option<String> {
         };
         // Allow-list: only inside a quoted-string or a comment.
         if !ours.contains(&normalized)
-            && outside_quotes(value).contains(&format!("@{}", domain.to_lowercase()))
+            && without_routes(&outside_quotes(value))
+                .contains(&format!("@{}", domain.to_lowercase()))
         {
             return Some(format!(
                 "{:?}: mail-parser finds {address:?}, ours only {ours:?}",
@@ -81,4 +87,70 @@ fn outside_quotes(value: &[u8]) -> String {
         });
     }
     out
+}
+
+/// `text` (from [`outside_quotes`]) with every well-formed obsolete source
+/// route blanked out: after a `<`, optional white space and commas, then
+/// `@domain` entries separated by commas (an entry may be empty), ended by
+/// `:` (RFC 5322 §4.4 `obs-route`).
+fn without_routes(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = chars.clone();
+    let is_domain = |c: char| c.is_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | '_');
+    let skip_space = |mut i: usize| {
+        while chars.get(i).is_some_and(|c| c.is_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    for start in 0..chars.len() {
+        if chars[start] != '<' {
+            continue;
+        }
+        let mut i = start + 1;
+        while chars.get(i).is_some_and(|&c| c.is_whitespace() || c == ',') {
+            i += 1;
+        }
+        if chars.get(i) != Some(&'@') {
+            continue;
+        }
+        let end = loop {
+            // At '@': one domain.
+            i += 1;
+            let first = i;
+            while chars.get(i).is_some_and(|&c| is_domain(c)) {
+                i += 1;
+            }
+            if i == first {
+                break None;
+            }
+            i = skip_space(i);
+            match chars.get(i) {
+                Some(':') => break Some(i),
+                Some(',') => {
+                    // Commas, each optionally followed by an entry.
+                    loop {
+                        i = skip_space(i + 1);
+                        match chars.get(i) {
+                            Some(',') => continue,
+                            Some('@') | Some(':') => break,
+                            _ => break,
+                        }
+                    }
+                    match chars.get(i) {
+                        Some('@') => continue,
+                        Some(':') => break Some(i),
+                        _ => break None,
+                    }
+                }
+                _ => break None,
+            }
+        };
+        if let Some(end) = end {
+            for c in out.iter_mut().take(end + 1).skip(start + 1) {
+                *c = ' ';
+            }
+        }
+    }
+    out.into_iter().collect()
 }
