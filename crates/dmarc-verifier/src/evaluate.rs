@@ -25,6 +25,7 @@ use crate::{
     config::{TempErrorAction, VerifierConfig},
     discovery::{self, Discovered, DiscoveryMethod, PublicSuffixList},
     dns::{Dns, DnsFailure},
+    message::FromError,
     policy::{apply_pct_and_t, Disposition, OverrideReason, PolicySource},
     record::AlignmentMode,
     trail::Trail,
@@ -60,6 +61,21 @@ enum Slot {
 }
 
 impl Evaluator<'_> {
+    /// Asks, at once with SPF and DKIM, for `_dmarc.<author>` (plus the
+    /// PSL Organizational Domain's): discovery reads the answers from the
+    /// cache. Failures are seen again, and reported, by discovery.
+    pub(crate) async fn prefetch(&self, authors: &Result<Vec<String>, FromError>, trail: &Trail) {
+        for author in authors.as_deref().unwrap_or_default() {
+            let _ = self.dns.txt(&format!("_dmarc.{author}"), trail).await;
+            if self.config.discovery == DiscoveryMethod::Psl {
+                let org = self.psl.org_domain(author);
+                if org != *author {
+                    let _ = self.dns.txt(&format!("_dmarc.{org}"), trail).await;
+                }
+            }
+        }
+    }
+
     /// The DMARC evaluation of `author` by `method`.
     pub(crate) async fn evaluate(
         &self,

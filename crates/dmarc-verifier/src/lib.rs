@@ -51,6 +51,7 @@
 pub mod alignment;
 pub mod arc;
 pub mod auth_results;
+mod conclude;
 pub mod config;
 pub mod discovery;
 mod dkim;

@@ -1,23 +1,21 @@
 //! The façade: one [`Verifier`] per configuration, shared by every message.
 //! [`Verifier::verify`] runs the pipeline: envelope → SPF ∥ DKIM ∥ ARC →
 //! DMARC per Author Domain (`evaluate`) → overrides of indirect flows
-//! (`overrides`) → disposition → Authentication-Results.
+//! (`overrides`) → disposition → Authentication-Results (`conclude`).
 
 use crate::{
     arc::{self, ArcCheck, ArcChecker},
-    auth_results::{self, AuthResults},
-    config::{Enforcement, InvalidFromResult, VerifierConfig},
-    discovery::{DiscoveryMethod, PublicSuffixList},
+    conclude::{conclude, Checks},
+    config::VerifierConfig,
+    discovery::PublicSuffixList,
     dkim::{self, DkimChecker},
     dns::{CacheName, Dns, DnsObserver, NoObserver},
     envelope::Envelope,
     evaluate::Evaluator,
-    message::{author_domains, header_name_is, to_crlf, FromError},
-    overrides,
-    policy::{Disposition, OverrideReason},
-    spf_check,
+    message::{author_domains, header_name_is, to_crlf},
+    overrides, spf_check,
     trail::Trail,
-    verdict::{DkimCheck, DmarcResult, Evaluation, ShadowDifference, SpfCheck, Verdict},
+    verdict::{Evaluation, ShadowDifference, Verdict},
     Error,
 };
 use mail_auth::AuthenticatedMessage;
@@ -230,6 +228,11 @@ impl Verifier {
         let parsed = parsed;
         let chain = parsed.as_ref().map(arc::read);
         let arc_checker = ArcChecker { dns: &self.dns };
+        let evaluator = Evaluator {
+            dns: &self.dns,
+            psl: &self.psl,
+            config: &self.config,
+        };
         // The first lookups of SPF, DKIM, ARC and DMARC go out together, and
         // concurrent messages share them (identical questions are asked
         // once: see Dns::txt).
@@ -256,14 +259,9 @@ impl Verifier {
                     None => ArcCheck::none(),
                 }
             },
-            self.prefetch_dmarc(&authors, &trail),
+            evaluator.prefetch(&authors, &trail),
         );
 
-        let evaluator = Evaluator {
-            dns: &self.dns,
-            psl: &self.psl,
-            config: &self.config,
-        };
         let mut evaluations = Vec::new();
         let mut shadow = Vec::new();
         match &authors {
@@ -305,22 +303,15 @@ impl Verifier {
             dkim,
             arc,
         };
-        self.conclude(authserv_id, checks, authors, evaluations, shadow, trail)
-    }
-
-    /// Asks, at once with SPF and DKIM, for `_dmarc.<author>` (plus the
-    /// PSL Organizational Domain's): discovery reads the answers from the
-    /// cache. Failures are seen again, and reported, by discovery.
-    async fn prefetch_dmarc(&self, authors: &Result<Vec<String>, FromError>, trail: &Trail) {
-        for author in authors.as_deref().unwrap_or_default() {
-            let _ = self.dns.txt(&format!("_dmarc.{author}"), trail).await;
-            if self.config.discovery == DiscoveryMethod::Psl {
-                let org = self.psl.org_domain(author);
-                if org != *author {
-                    let _ = self.dns.txt(&format!("_dmarc.{org}"), trail).await;
-                }
-            }
-        }
+        conclude(
+            &self.config,
+            authserv_id,
+            checks,
+            authors,
+            evaluations,
+            shadow,
+            trail,
+        )
     }
 
     /// Counts, logs and describes a shadow-discovery disagreement.
@@ -346,105 +337,6 @@ impl Verifier {
             shadow: (other.discovery, other.policy_domain, other.result),
         }
     }
-
-    /// Combines the evaluations into the verdict and formats the header.
-    fn conclude(
-        &self,
-        authserv_id: &str,
-        checks: Checks,
-        authors: Result<Vec<String>, FromError>,
-        evaluations: Vec<Evaluation>,
-        shadow: Vec<ShadowDifference>,
-        trail: Trail,
-    ) -> Verdict {
-        let Checks {
-            client_ip,
-            spf,
-            dkim,
-            arc,
-        } = checks;
-        let mut ar = AuthResults::new(authserv_id);
-        ar.push(auth_results::spf_resinfo(&spf));
-        if dkim.is_empty() {
-            ar.push(auth_results::dkim_none_resinfo());
-        }
-        for check in &dkim {
-            ar.push(auth_results::dkim_resinfo(check));
-        }
-        ar.push(auth_results::arc_resinfo(&arc, client_ip));
-
-        let (dmarc, mut disposition, mut override_reason, decisive) = match &authors {
-            Err(error) => {
-                let result = match self.config.invalid_from_result {
-                    InvalidFromResult::PermError => DmarcResult::PermError,
-                    InvalidFromResult::None => DmarcResult::None,
-                };
-                ar.push(auth_results::dmarc_error_resinfo(
-                    result.as_str(),
-                    error.kind(),
-                ));
-                (result, self.config.invalid_from_disposition, None, None)
-            }
-            Ok(_) => {
-                for evaluation in &evaluations {
-                    ar.push(auth_results::dmarc_resinfo(evaluation));
-                }
-                // Several Author Domains: the strictest disposition decides.
-                let decisive = (0..evaluations.len()).max_by_key(|&i| {
-                    let severity = evaluations.get(i).map_or(0, |e| e.disposition.severity());
-                    (severity, std::cmp::Reverse(i))
-                });
-                let dmarc = DmarcResult::overall(&evaluations);
-                match decisive.and_then(|i| evaluations.get(i)) {
-                    Some(e) => (dmarc, e.disposition, e.override_reason, decisive),
-                    None => (dmarc, Disposition::Accept, None, None),
-                }
-            }
-        };
-        if self.config.enforcement == Enforcement::Monitor && disposition != Disposition::Accept {
-            trail.decide_with(|| format!("monitor mode: {disposition} becomes accept"));
-            disposition = Disposition::Accept;
-            override_reason = Some(OverrideReason::LocalPolicy);
-        }
-        trail.decide_with(|| {
-            format!(
-                "DMARC {}: disposition {disposition}{}",
-                dmarc.as_str(),
-                override_reason
-                    .map(|r| format!(" (override: {r})"))
-                    .unwrap_or_default()
-            )
-        });
-        // The decisive evaluation's comment, unless monitor mode replaced
-        // its reason.
-        let override_comment = decisive
-            .and_then(|i| evaluations.get(i))
-            .filter(|e| e.override_reason == override_reason)
-            .and_then(|e| e.override_comment.clone());
-        Verdict {
-            spf,
-            dkim,
-            arc,
-            override_comment,
-            author_domains: authors,
-            evaluations,
-            decisive,
-            dmarc,
-            disposition,
-            override_reason,
-            authentication_results: ar.value(),
-            trail: trail.into_steps(),
-            shadow,
-        }
-    }
-}
-
-/// What the checks of one message found, for the verdict.
-struct Checks {
-    client_ip: Option<std::net::IpAddr>,
-    spf: SpfCheck,
-    dkim: Vec<DkimCheck>,
-    arc: ArcCheck,
 }
 
 /// The raw values of the message's From fields (every field whose name
