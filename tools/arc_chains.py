@@ -43,6 +43,12 @@ Scenarios (all From: user@example.com unless said otherwise):
     list-aar-fail            the list's A-R said dkim=pass (aligned) but
                              dmarc=fail for example.com, it sealed i=1
     list-broken-after-seal   list-trusted, then the body changed (no seal)
+    list-expired-then-sealed list-trusted, but the list's seal and AMS
+                             expired in 2017 (x=), then attacker.example
+                             sealed i=2 without changing the message
+    list-extra-subject       list-trusted with a second Subject field added
+                             on top after the seal (the AMS signs one, from
+                             the bottom: it still verifies)
     cv-fail                  list-trusted, then forwarder.example.net found
                              the chain failed and sealed i=2 with cv=fail
     fifty                    list-trusted plus 49 forwarder seals: 50 sets
@@ -103,11 +109,14 @@ class Key:
         return dkim.sign(message, self.selector, self.domain, self._pem,
                          canonicalize=(b"relaxed", b"relaxed"), include_headers=SIGNED) + message
 
-    def seal(self, message: bytes, srv_id: str, results: str) -> bytes:
-        """Adds the A-R `srv_id; results` (what this hop saw) and seals."""
+    def seal(self, message: bytes, srv_id: str, results: str, expired: bool = False) -> bytes:
+        """Adds the A-R `srv_id; results` (what this hop saw) and seals;
+        `expired`: signed in 2017 with x= 100 s later (dkimpy writes its
+        timestamp argument as t=, so the x= tag rides along)."""
         message = f"Authentication-Results: {srv_id}; {results}\r\n".encode() + message
+        timestamp = "1500000000; x=1500000100" if expired else None
         arc_set = dkim.arc_sign(message, self.selector, self.domain, self._pem,
-                                srv_id.encode(), include_headers=SIGNED)
+                                srv_id.encode(), include_headers=SIGNED, timestamp=timestamp)
         if not arc_set:
             raise SystemExit(f"dkimpy did not seal for {srv_id}")
         return b"".join(arc_set) + message
@@ -165,6 +174,10 @@ def make(out: Path) -> None:
                                     "dkim=pass header.d=example.com header.s=s1; "
                                     "dmarc=fail header.from=example.com"),
         "list-broken-after-seal": trusted + b"(changed after the seal)\r\n",
+        "list-expired-then-sealed": evil.seal(
+            lists.seal(listed, "lists.example.org", saw_pass, expired=True),
+            "attacker.example", "arc=pass"),
+        "list-extra-subject": b"Subject: URGENT wire transfer\r\n" + trusted,
         "cv-fail": fwd.seal(trusted, "forwarder.example.net",
                             "arc=fail; dmarc=fail header.from=example.com"),
         "forged-aar": evil.seal(listed, "lists.example.org", saw_pass),

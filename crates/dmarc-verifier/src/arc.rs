@@ -134,6 +134,12 @@ pub struct ArcInstance {
     pub ams: AmsResult,
     /// Why it does not, when it does not.
     pub ams_reason: Option<String>,
+    /// When it verifies: why the message still holds more than it vouched
+    /// for (its `h=` does not sign From, or the message has more copies
+    /// of a field a reader sees than it signed: one was added above the
+    /// signed ones, RFC 6376 §8.15); `None` otherwise. A trusted sealer's
+    /// set with such additions gives no override.
+    pub ams_added: Option<String>,
     /// The ARC-Authentication-Results after `i=`, parsed as RFC 8601
     /// ([`auth_results::parse_lenient`]: what this hop saw); `None` when it
     /// does not parse.
@@ -288,7 +294,13 @@ impl ArcChecker<'_> {
             } else {
                 self.verify_older_ams(&mut signed, set, trail).await
             };
-            chain.push(describe(set, i, outcome));
+            let added = outcome
+                .is_ok()
+                .then(|| signed.added_fields(&set.ams))
+                .flatten();
+            let mut described = describe(set, i, outcome);
+            described.ams_added = added;
+            chain.push(described);
         }
         // RFC 8617 §5.2: from N-1 down, the first AMS that fails sets
         // oldest-pass to its instance + 1; none failing leaves it 0.
@@ -309,6 +321,7 @@ impl ArcChecker<'_> {
                     set.ams.as_str(),
                     set.ams_reason
                         .as_ref()
+                        .or(set.ams_added.as_ref())
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
                 )
@@ -379,6 +392,7 @@ fn describe(set: &RawSet<'_>, instance: u32, ams: Result<(), String>) -> ArcInst
         ams_domain: set.ams.d.trim_end_matches('.').to_ascii_lowercase(),
         ams,
         ams_reason,
+        ams_added: None,
         results: parse_aar(set.aar),
     }
 }

@@ -13,9 +13,11 @@
 //!    (or, without any `dmarc` result for it, an aligned `dkim=pass` or
 //!    `spf=pass`) and no other DMARC result for it, its
 //!    ARC-Message-Signature was made by the sealer's own domain and still
-//!    verifies over the message as received (a later hop may have changed
-//!    the message: the chain still validates, but what the trusted hop
-//!    vouched for is no longer this message). Comment:
+//!    verifies over the message as received, unexpired (a later hop may
+//!    have changed the message: the chain still validates, but what the
+//!    trusted hop vouched for is no longer this message), and the message
+//!    holds no more of the fields a reader sees than it signed
+//!    ([`crate::arc::ArcInstance::ams_added`]). Comment:
 //!    `arc=pass i=<n> sealer=<domain>`.
 //! 2. **Trusted forwarder** (`trusted_forwarder`): the SMTP client is in a
 //!    network of `trusted_forwarders`, or a DKIM signature of a domain
@@ -311,6 +313,12 @@ fn trusted_sealer(
                 .unwrap_or_default()
         ));
     }
+    if let Some(added) = &set.ams_added {
+        return Err(format!(
+            "the ARC-Message-Signature of i={i} verifies, but {added}: the message is more than {} sealed",
+            set.sealer
+        ));
+    }
     let Some(results) = &set.results else {
         return Err(format!(
             "the ARC-Authentication-Results of i={i} does not parse"
@@ -472,12 +480,66 @@ fn mailing_list(config: &OverrideConfig, psl: &PublicSuffixList, facts: &Facts<'
 
 /// The list identifier of a List-Id value (RFC 2919 §2: `[phrase] "<"
 /// list-label "." list-id-namespace ">"`), as a domain name.
+///
+/// Read as RFC 5322 tokens: quoted-strings and comments (nested, with
+/// quoted-pairs) are skipped, so a `<...>` inside either is text, not the
+/// identifier. Exactly one `<...>` outside them, with nothing but white
+/// space and comments after it; anything else is no List-Id we can use.
 fn list_identifier(value: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(value);
-    let start = text.rfind('<')?;
-    let inner = text.get(start + 1..)?;
-    let end = inner.find('>')?;
-    let id = inner.get(..end)?.trim();
+    let mut chars = text.chars();
+    let mut id: Option<String> = None;
+    let mut after_id = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                if after_id {
+                    return None;
+                }
+                loop {
+                    match chars.next()? {
+                        '\\' => {
+                            chars.next()?;
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '(' => {
+                let mut depth = 1usize;
+                while depth > 0 {
+                    match chars.next()? {
+                        '\\' => {
+                            chars.next()?;
+                        }
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                }
+            }
+            '<' => {
+                if id.is_some() {
+                    return None;
+                }
+                let mut inner = String::new();
+                loop {
+                    match chars.next()? {
+                        '>' => break,
+                        c => inner.push(c),
+                    }
+                }
+                id = Some(inner);
+                after_id = true;
+            }
+            c if c.is_whitespace() => {}
+            _ if after_id => return None,
+            _ => {}
+        }
+    }
+    let id = id?;
+    let id = id.trim();
     // A list-label . namespace: at least two labels.
     if !id.contains('.') {
         return None;
@@ -547,6 +609,24 @@ mod tests {
             ("<localhost>", None),
             ("<a b.example.org>", None),
             ("<>", None),
+            // Angle brackets inside a comment or a quoted-string are text
+            // (found by review: the identifier was taken from the comment).
+            (
+                "Example Corp <announce.example.com> (<news.attacker.example>)",
+                Some("announce.example.com"),
+            ),
+            (
+                "(<news.attacker.example>) <announce.example.com>",
+                Some("announce.example.com"),
+            ),
+            (
+                "\"x \\\" <news.attacker.example>\" <announce.example.com>",
+                Some("announce.example.com"),
+            ),
+            ("Corp <a.example.com> <b.example.com>", None),
+            ("<a.example.com> trailing", None),
+            ("<a.example.com", None),
+            ("(unclosed <a.example.com>", None),
         ];
         for &(value, expected) in cases {
             assert_eq!(

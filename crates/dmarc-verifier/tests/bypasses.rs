@@ -650,3 +650,21 @@ _dmarc.sp.example. IN TXT "v=DMARC1; p=reject; sp=quarantine; np=none"
         assert_eq!(verdict.disposition, disposition, "{method:?} {from}");
     }
 }
+
+/// Our Authentication-Results is ASCII whatever the reasons cite or the
+/// message holds (found by review: ARC and DKIM reasons put a raw `§` in
+/// the header; RFC 5322 §2.2).
+#[tokio::test]
+async fn our_header_is_ascii_whatever_the_reasons_say() {
+    let (_dns, verifier) = start("", |_| {}).await;
+    let mut message = b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=evil.net; s=s; b=AAAA\r\n\
+DKIM-Signature: v=1; a=rsa-sha256; d=evil.net; s=s\xc3\xa9l; h=subject; bh=AAAA; b=AAAA\r\n"
+        .to_vec();
+    message.extend(message_from("ceo@victim.com", "ascii"));
+    let verdict = check(&verifier, &attacker(), &message).await;
+    let header = &verdict.authentication_results;
+    assert!(header.is_ascii(), "{header}");
+    assert!(header.contains("arc=fail reason=\""), "{header}");
+    assert!(header.contains("section "), "{header}");
+    assert_refused("ASCII header", &verdict);
+}

@@ -25,6 +25,15 @@
 //!   of 1024 to 8192 bits) or Ed25519 over the SHA-256 of the data
 //!   (RFC 8463 §3).
 //!
+//! - `x=` (RFC 6376 §3.5): a signature past its expiry time, or whose
+//!   expiry is not after its signing time `t=`, does not verify, as
+//!   mail-auth treats the newest AMS.
+//!
+//! For the trusted-sealer override, [`SignedMessage::added_fields`] also
+//! tells whether the message holds more of the fields a reader sees (From,
+//! Subject, ...) than the AMS signed: RFC 6376 §5.4.2 lets anyone add a
+//! field above the signed ones without breaking the signature (§8.15).
+//!
 //! Header names are matched as everywhere in this crate
 //! ([`crate::message::header_name_is`]: white space before the colon does
 //! not hide a field). The work per signature is linear in the size of the
@@ -75,6 +84,30 @@ impl HashKind {
     }
 }
 
+/// The header fields a reader sees or a mail client shows, whose extra
+/// copies above the signed ones would change what the message says.
+const SEEN_FIELDS: [&str; 11] = [
+    "from",
+    "sender",
+    "reply-to",
+    "subject",
+    "to",
+    "cc",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+];
+
+/// Whether `signature` has expired at `now` (seconds since the epoch):
+/// `x=` set and not after both `now` and `t=` (RFC 6376 §3.5: "the
+/// value of the "x=" tag MUST be greater than the value of the "t="
+/// tag").
+fn expired(signature: &Signature, now: u64) -> bool {
+    signature.x != 0 && !(signature.x > signature.t && signature.x > now)
+}
+
 /// A header name as fields are indexed: white space removed, lower case.
 fn name_key(name: &[u8]) -> Vec<u8> {
     name.iter()
@@ -117,6 +150,15 @@ impl<'m> SignedMessage<'m> {
         if signature.l != 0 {
             return Err("l= is not accepted (RFC 6376 §8.2)".to_string());
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if expired(signature, now) {
+            return Err(format!(
+                "signature expired (x={}, RFC 6376 §3.5)",
+                signature.x
+            ));
+        }
         if self.body_hash(signature.cb, hash) != signature.bh.as_slice() {
             return Err("body hash did not verify".to_string());
         }
@@ -149,6 +191,30 @@ impl<'m> SignedMessage<'m> {
             }
             Algorithm::MlDsa44 => Err("ML-DSA is not a DKIM algorithm".to_string()),
         }
+    }
+
+    /// Why the message is more than `signature` vouched for: `From` not
+    /// among its signed fields, or more fields of a name a reader sees
+    /// ([`SEEN_FIELDS`]) than `h=` signed (one was added above the signed
+    /// ones, RFC 6376 §8.15). `None` when neither.
+    pub(crate) fn added_fields(&self, signature: &Signature) -> Option<String> {
+        let signed = |wanted: &str| {
+            signature
+                .h
+                .iter()
+                .filter(|name| name_key(name.as_bytes()) == wanted.as_bytes())
+                .count()
+        };
+        if signed("from") == 0 {
+            return Some("its h= does not sign From".to_string());
+        }
+        SEEN_FIELDS.iter().find_map(|&name| {
+            let signed = signed(name);
+            let present = self.by_name.get(name.as_bytes()).map_or(0, Vec::len);
+            (signed > 0 && present > signed).then(|| {
+                format!("the message has {present} {name} fields where its h= signs {signed}")
+            })
+        })
     }
 
     /// The body hash for `canonicalization` and `hash`, computed once.
@@ -403,6 +469,49 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, b"B : Y\t\r\n\tZ  \r\n");
+    }
+
+    #[test]
+    fn expiry_follows_rfc6376_x_and_t() {
+        let mut signature = Signature {
+            x: 1_500_000_100,
+            t: 1_500_000_000,
+            ..Signature::default()
+        };
+        assert!(
+            !expired(&Signature::default(), 1_800_000_000),
+            "no x=: never"
+        );
+        assert!(expired(&signature, 1_800_000_000), "past x=");
+        assert!(!expired(&signature, 1_500_000_050), "before x=");
+        signature.t = 1_500_000_100;
+        assert!(expired(&signature, 1_500_000_050), "x= not after t=");
+    }
+
+    #[test]
+    fn fields_added_above_the_signed_ones_are_found() {
+        let headers: Vec<(&[u8], &[u8])> = vec![
+            (b"Subject", b" URGENT\r\n"),
+            (b"From", b" a@example.com\r\n"),
+            (b"subject ", b" [dev] notes\r\n"),
+            (b"Reply-To", b" x@example.net\r\n"),
+        ];
+        let message = SignedMessage::new(&headers, b"");
+        let mut signature = Signature {
+            h: vec!["from".into(), "subject".into()],
+            ..Signature::default()
+        };
+        assert_eq!(
+            message.added_fields(&signature).as_deref(),
+            Some("the message has 2 subject fields where its h= signs 1")
+        );
+        signature.h.push("Subject".into());
+        assert_eq!(message.added_fields(&signature), None, "over-signed");
+        signature.h = vec!["subject".into(), "subject".into()];
+        assert_eq!(
+            message.added_fields(&signature).as_deref(),
+            Some("its h= does not sign From")
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! taken from the message (domains, selectors) are written as RFC 2045 tokens
 //! when they are tokens and as quoted strings otherwise, with control
 //! characters removed, so a hostile value cannot add a result or a field.
+//! The header is ASCII (RFC 5322 §2.2, RFC 8601 §2.2: mail that is not
+//! SMTPUTF8): in values and comments `§` is written `section ` and any
+//! other non-ASCII character `?`.
 
 use crate::{
     arc::{ArcCheck, ArcResult},
@@ -34,12 +37,22 @@ pub fn quote_value(value: &str) -> Cow<'_, str> {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
+            c => push_ascii(&mut out, c),
         }
     }
     out.push('"');
     Cow::Owned(out)
+}
+
+/// Pushes `c` as header text: ASCII as it is, controls as a space, `§`
+/// (our reasons cite RFC sections) as `section `, anything else as `?`.
+fn push_ascii(out: &mut String, c: char) {
+    match c {
+        c if c.is_control() => out.push(' '),
+        c if c.is_ascii() => out.push(c),
+        '§' => out.push_str("section "),
+        _ => out.push('?'),
+    }
 }
 
 /// Builds one Authentication-Results header value.
@@ -155,7 +168,8 @@ pub fn arc_resinfo(arc: &ArcCheck, client_ip: Option<IpAddr>) -> String {
 }
 
 /// Text for inside an RFC 5322 comment: parentheses and backslashes
-/// escaped (`quoted-pair`), control characters made spaces.
+/// escaped (`quoted-pair`), control characters made spaces, ASCII only
+/// (see the module documentation).
 pub fn comment_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -164,8 +178,7 @@ pub fn comment_text(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
+            c => push_ascii(&mut out, c),
         }
     }
     out
@@ -267,6 +280,10 @@ mod tests {
         );
         assert_eq!(comment_text("a) b=c; (d\\"), "a\\) b=c; \\(d\\\\");
         assert_eq!(comment_text("a\r\nX-Injected: 1"), "a  X-Injected: 1");
+        assert_eq!(
+            comment_text("RFC 6376 §6.1.1, J\u{f6}rg"),
+            "RFC 6376 section 6.1.1, J?rg"
+        );
         let value = format!(
             "mx; dmarc=fail ({}) header.from=example.com",
             comment_text(") dmarc=pass (")
@@ -288,6 +305,10 @@ mod tests {
             ("q\"uo\\te", "\"q\\\"uo\\\\te\""),
             ("line\r\nX-Injected: 1", "\"line  X-Injected: 1\""),
             ("(comment)", "\"(comment)\""),
+            // ASCII only (found by review: reasons citing RFC sections
+            // put a raw '§' into the header).
+            ("RFC 8617 §5.2", "\"RFC 8617 section 5.2\""),
+            ("J\u{f6}rg \u{1F600}", "\"J?rg ?\""),
         ];
         for (input, expected) in cases {
             assert_eq!(quote_value(input), *expected, "{input:?}");
