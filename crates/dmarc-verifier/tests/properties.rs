@@ -10,12 +10,20 @@ use dmarc_verifier::{
 };
 use proptest::prelude::*;
 
-/// What our quoting keeps of a value: control characters become spaces.
+/// What our quoting keeps of a value: control characters become spaces;
+/// the header is ASCII, so `§` becomes `section ` and any other non-ASCII
+/// character `?`.
 fn as_quoted(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let mut out = String::new();
+    for c in value.chars() {
+        match c {
+            c if c.is_control() => out.push(' '),
+            c if c.is_ascii() => out.push(c),
+            '§' => out.push_str("section "),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 proptest! {
@@ -69,6 +77,7 @@ proptest! {
         prop_assert_eq!(got, expected);
         // A forged result can never be smuggled in: exactly two results.
         prop_assert!(!value.contains("\r") && value.matches('\n').count() == 2);
+        prop_assert!(value.is_ascii(), "{:?}", value);
     }
 
     #[test]
