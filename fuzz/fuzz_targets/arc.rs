@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
 
     let value = &verdict.authentication_results;
     let parsed = parse(value).unwrap_or_else(|e| panic!("our A-R {value:?} does not parse: {e}"));
+    assert!(value.is_ascii(), "our A-R is ASCII: {value:?}");
     let arcs: Vec<_> = parsed.results.iter().filter(|r| r.method == "arc").collect();
     assert_eq!(arcs.len(), 1, "{value}");
     assert_eq!(arcs[0].result, arc.result.as_str(), "{value}");

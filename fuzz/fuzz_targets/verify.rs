@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
     });
     let value = &verdict.authentication_results;
     let parsed = parse(value).unwrap_or_else(|e| panic!("our A-R {value:?} does not parse: {e}"));
+    assert!(value.is_ascii(), "our A-R is ASCII: {value:?}");
     assert_eq!(parsed.authserv_id, AUTHSERV_ID);
     assert!(claims_authserv_id(value, AUTHSERV_ID));
     let count = |method: &str| parsed.results.iter().filter(|r| r.method == method).count();
