@@ -99,13 +99,26 @@ fn delivered(mail: &Mail, actions: &[EomAction]) -> Vec<u8> {
     bytes
 }
 
+/// The log lines of the whole test binary, in the daemon's format: one
+/// global subscriber (a per-test default on one thread races with the
+/// tests running on others over tracing's per-callsite interest, which
+/// could leave the message span, and so the queue id, out).
+fn log() -> Capture {
+    static LOG: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let capture = Capture::default();
+        tracing::subscriber::set_global_default(capture.subscriber()).expect("one subscriber");
+        capture
+    })
+    .clone()
+}
+
 #[tokio::test]
 async fn a_trusted_sealers_list_mail_is_accepted_sealed_and_logged() {
     if !chains::available() {
         return;
     }
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.subscriber());
+    let capture = log();
     let setup = start("trusted_arc_sealers = [\"lists.example.org\"]").await;
     let (mail, actions, status) = relay(&setup.milter, "list-trusted", "4XARCOK").await;
     assert_eq!(status, Status::Accept);

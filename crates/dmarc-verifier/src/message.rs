@@ -180,7 +180,26 @@ fn unparseable(why: impl Into<String>) -> FromError {
 }
 
 /// Splits a header value into tokens, dropping white space and comments.
+///
+/// A value holds no NUL and no line break but a fold (CRLF or LF followed
+/// by white space, RFC 5322 §2.2, §3.2.2) or one at its very end: readers
+/// disagree on the rest (a bare CR ends the line for some, NUL the string
+/// for others), so such a value is unparseable, never read one way.
 fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let next = bytes.get(i + 1).copied();
+        match b {
+            0 => return Err(unparseable("NUL in the field")),
+            b'\r' if next != Some(b'\n') => {
+                return Err(unparseable("a CR that does not end a line"))
+            }
+            b'\n' if !matches!(next, None | Some(b' ' | b'\t')) => {
+                return Err(unparseable("a line break that is not a fold"))
+            }
+            _ => {}
+        }
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;

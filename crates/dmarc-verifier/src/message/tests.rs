@@ -59,6 +59,8 @@ fn extracts_the_mailbox_domain_not_the_display_name() {
         ("<\"a\" . b.c@example.org>", &["example.org"]),
         ("<a.\"b\"@example.org>", &["example.org"]),
         ("first.last@sub.example.org\r\n", &["sub.example.org"]),
+        ("Joe\r\n <joe@joe.com>\r\n", &["joe.com"]),
+        ("Joe\n\t<joe@joe.com>\n", &["joe.com"]),
     ];
     for (value, expected) in cases {
         let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
@@ -90,6 +92,12 @@ fn malformed_values_are_errors_not_guesses() {
         "=?utf-8?q?a@evil.example?= <jorg@example.de>",
         "=?x?q?,ceo@victim.example,?= <x@evil.example>",
         "=?x?q?<ceo@victim.example>?= <x@evil.example>",
+        // NUL, a bare CR, a line break that is not a fold: readers
+        // disagree (found by the differential fuzz target).
+        "a@evil.example (x\0) ",
+        "a@evil.example (x\r b@victim.example)",
+        "a@evil.example (x\ny@victim.example)",
+        "a@evil.example\rb@victim.example",
         // Words of a local-part in angle brackets need a '.' between them
         // (RFC 5322 §4.4 obs-local-part); found by the differential test.
         "<@victim.example.,@victim.example.:\"ceo@victim.example.>, <@victim.example:\"\"quoted local\"@a.b.example>",
