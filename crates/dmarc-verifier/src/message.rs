@@ -271,8 +271,20 @@ fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
                 if i == start {
                     return Err(unparseable(format!("unexpected character {c:?}")));
                 }
-                let atom = chars.get(start..i).unwrap_or_default();
-                tokens.push(Token::Atom(atom.iter().collect()));
+                let atom: String = chars.get(start..i).unwrap_or_default().iter().collect();
+                // The start of an encoded-word cut short by a special
+                // character or a quoted-string (`=?x?q?a"?= <...> "`): RFC
+                // 2047 §5(3) makes it ordinary text, but readers that decode
+                // it anyway see other words, so the value is unparseable.
+                if atom.starts_with("=?")
+                    && !atom.ends_with("?=")
+                    && chars.get(i).is_some_and(|c| !c.is_whitespace())
+                {
+                    return Err(unparseable(
+                        "an encoded-word cut by a special character (RFC 2047 §5(3))",
+                    ));
+                }
+                tokens.push(Token::Atom(atom));
             }
         }
     }

@@ -134,6 +134,7 @@ fn known_tricky_values() {
         // A route's domains are no mailbox (RFC 5322 §4.4), and two words
         // side by side are no local-part.
         "<@VICTIM.COM:\"ceo@VICTIM.COM.>, <@victim.com:\"@a.b.c>",
+        "=?x?q?a\"?= <ceo@victim.com> \"@evil.net",
         "<@VICTIM.COM.,@VICTIM.COM.:\"ceo@VICTIM.COM.>, <@victim.com:\"\"quoted local\"@a.b.c>",
     ];
     for value in values {

@@ -30,6 +30,11 @@ fn extracts_the_mailbox_domain_not_the_display_name() {
         ("\"Mandel, Bob\" <joe@joe.com>", &["joe.com"]),
         ("=?utf-8?q?J=C3=B6rg?= <jorg@example.de>", &["example.de"]),
         ("=?utf-8?b?SsO2cmc=?= <jorg@example.de>", &["example.de"]),
+        // A broken encoded-word followed by white space is ordinary text.
+        (
+            "=?utf-8?Q?J=C3=B6rg Smith?= <jorg@example.de>",
+            &["example.de"],
+        ),
         ("User <USER@Example.COM.>", &["example.com"]),
         ("Jörg <jorg@bücher.example>", &["xn--bcher-kva.example"]),
         ("a@x.example, b@y.example", &["x.example", "y.example"]),
@@ -98,6 +103,11 @@ fn malformed_values_are_errors_not_guesses() {
         "a@evil.example (x\r b@victim.example)",
         "a@evil.example (x\ny@victim.example)",
         "a@evil.example\rb@victim.example",
+        // An encoded-word cut by a quote or a special: mail-parser decodes
+        // it and sees the address inside (found by the differential fuzz
+        // target).
+        "=?x?q?a\"?= <ceo@victim.example> \"@evil.example",
+        "=?utf-8?q?a<?= b@evil.example",
         // Words of a local-part in angle brackets need a '.' between them
         // (RFC 5322 §4.4 obs-local-part); found by the differential test.
         "<@victim.example.,@victim.example.:\"ceo@victim.example.>, <@victim.example:\"\"quoted local\"@a.b.example>",
