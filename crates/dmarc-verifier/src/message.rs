@@ -186,6 +186,11 @@ fn unparseable(why: impl Into<String>) -> FromError {
 /// disagree on the rest (a bare CR ends the line for some, NUL the string
 /// for others), so such a value is unparseable, never read one way.
 fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
+    if encoded_word_spans_specials(text) {
+        return Err(unparseable(
+            "an encoded-word holding a special character (RFC 2047 §5(3))",
+        ));
+    }
     let bytes = text.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         let next = bytes.get(i + 1).copied();
@@ -272,23 +277,45 @@ fn tokenize(text: &str) -> Result<Vec<Token>, FromError> {
                     return Err(unparseable(format!("unexpected character {c:?}")));
                 }
                 let atom: String = chars.get(start..i).unwrap_or_default().iter().collect();
-                // The start of an encoded-word cut short by a special
-                // character or a quoted-string (`=?x?q?a"?= <...> "`): RFC
-                // 2047 §5(3) makes it ordinary text, but readers that decode
-                // it anyway see other words, so the value is unparseable.
-                if atom.starts_with("=?")
-                    && !atom.ends_with("?=")
-                    && chars.get(i).is_some_and(|c| !c.is_whitespace())
-                {
-                    return Err(unparseable(
-                        "an encoded-word cut by a special character (RFC 2047 §5(3))",
-                    ));
-                }
                 tokens.push(Token::Atom(atom));
             }
         }
     }
     Ok(tokens)
+}
+
+/// Whether some `=?charset?encoding?text?=` in `text` holds, between its
+/// start and its end, a quote, a bracket, `@`, `,`, `;`, `:`, a
+/// parenthesis or a backslash. RFC 2047 §5(3) forbids them in an
+/// encoded-word, so by the RFC the text is ordinary words; but readers
+/// that decode it anyway (mail-parser, mail clients) read one display
+/// name where we read a quoted-string or an address, and see another
+/// mailbox (`=?x?q?a"?= <ceo@victim.example> "@evil.example`). The value
+/// is then unparseable. The text is searched as such readers do: the
+/// charset and encoding end at the next two `?`, the text at the next
+/// `?=`, across white space.
+fn encoded_word_spans_specials(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(start) = rest.find("=?") {
+        let after = rest.get(start + 2..).unwrap_or_default();
+        let mut parts = after.splitn(3, '?');
+        let (Some(_charset), Some(_encoding), Some(tail)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let Some(end) = tail.find("?=") else {
+            return false;
+        };
+        let inside = after
+            .get(..after.len() - tail.len() + end)
+            .unwrap_or_default();
+        if inside.contains(['"', '<', '>', '@', ',', ';', ':', '(', ')', '[', ']', '\\']) {
+            return true;
+        }
+        rest = after;
+    }
+    false
 }
 
 /// atext (RFC 5322 §3.2.3) plus "." for dot-atoms and obsolete forms, and

@@ -135,6 +135,7 @@ fn known_tricky_values() {
         // side by side are no local-part.
         "<@VICTIM.COM:\"ceo@VICTIM.COM.>, <@victim.com:\"@a.b.c>",
         "=?x?q?a\"?= <ceo@victim.com> \"@evil.net",
+        "=?x?q?a\tb?R\"c <ceo@victim.com> ?= \"@evil.net",
         "<@VICTIM.COM.,@VICTIM.COM.:\"ceo@VICTIM.COM.>, <@victim.com:\"\"quoted local\"@a.b.c>",
     ];
     for value in values {

@@ -108,6 +108,8 @@ fn malformed_values_are_errors_not_guesses() {
         // target).
         "=?x?q?a\"?= <ceo@victim.example> \"@evil.example",
         "=?utf-8?q?a<?= b@evil.example",
+        "=?x?q?a\tb?R\"c <ceo@victim.example> ?= \"@evil.example",
+        "=?x?q?a b ?R\"o\t, rj@victim.example, x?=?@oe \"@evil.example",
         // Words of a local-part in angle brackets need a '.' between them
         // (RFC 5322 §4.4 obs-local-part); found by the differential test.
         "<@victim.example.,@victim.example.:\"ceo@victim.example.>, <@victim.example:\"\"quoted local\"@a.b.example>",
