@@ -509,35 +509,11 @@ impl<L: SpfLookup> Evaluator<'_, L> {
                     Err(error) => Err(self.failed(frame, term, &error)),
                 }
             }
-            Mechanism::Include(target) => {
-                if let Some(problem) = self.target(frame, Some(target)).await.problem {
-                    return Err((
-                        SpfResult::PermError,
-                        format!(
-                            "{} of {}: the target {:?} is not a domain SPF can check: {problem} \
-                             (RFC 7208 §5.2)",
-                            frame.term(term),
-                            frame.domain,
-                            self.name
-                        ),
-                    ));
-                }
-                let target = std::mem::take(&mut self.name);
-                self.name = self.string(&target);
-                match self.fetch(target, false).await {
-                    Ok(child) => Ok(Step::Include(child)),
-                    // §5.2: an included none is permerror.
-                    Err((SpfResult::None, reason)) => Err((
-                        SpfResult::PermError,
-                        format!(
-                            "{} of {}: {reason} (RFC 7208 §5.2)",
-                            frame.term(term),
-                            frame.domain
-                        ),
-                    )),
-                    Err(stop) => Err(stop),
-                }
-            }
+            // §5.2: the included record, evaluated for its result.
+            Mechanism::Include(target) => self
+                .target_record(frame, target, term, "§5.2")
+                .await
+                .map(Step::Include),
         }
     }
 
@@ -550,12 +526,25 @@ impl<L: SpfLookup> Evaluator<'_, L> {
         term: Span,
     ) -> Result<Frame, Stop> {
         self.count(frame, term)?;
+        self.target_record(frame, spec, term, "§6.1").await
+    }
+
+    /// The record of an `include:` (§5.2) or `redirect=` (§6.1) target:
+    /// a target that is not a domain SPF can check, or one without a
+    /// record, is a permerror citing `section`.
+    async fn target_record(
+        &mut self,
+        frame: &Frame,
+        spec: DomainSpec,
+        term: Span,
+        section: &str,
+    ) -> Result<Frame, Stop> {
         if let Some(problem) = self.target(frame, Some(spec)).await.problem {
             return Err((
                 SpfResult::PermError,
                 format!(
                     "{} of {}: the target {:?} is not a domain SPF can check: {problem} \
-                     (RFC 7208 §6.1)",
+                     (RFC 7208 {section})",
                     frame.term(term),
                     frame.domain,
                     self.name
@@ -566,11 +555,10 @@ impl<L: SpfLookup> Evaluator<'_, L> {
         self.name = self.string(&target);
         match self.fetch(target, false).await {
             Ok(record) => Ok(record),
-            // §6.1: a target without record is permerror.
             Err((SpfResult::None, reason)) => Err((
                 SpfResult::PermError,
                 format!(
-                    "{} of {}: {reason} (RFC 7208 §6.1)",
+                    "{} of {}: {reason} (RFC 7208 {section})",
                     frame.term(term),
                     frame.domain
                 ),
